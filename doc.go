@@ -1,0 +1,45 @@
+// Package dropboxsign makes Dropbox Sign's OAuth 2.0 work with
+// golang.org/x/oauth2.
+//
+// Dropbox Sign (formerly HelloSign) speaks its own dialect of OAuth 2.0:
+// token requests carry JSON bodies, the code exchange needs the state, a
+// refresh goes to the token URL with "refresh" in its query, and errors come
+// in a nested envelope. x/oauth2's Config.Exchange and Config.TokenSource
+// get each of these wrong. This package keeps the rest of x/oauth2: build an
+// [oauth2.Config] with [Endpoint], send users to [oauth2.Config.AuthCodeURL],
+// then call [Exchange] in place of Config.Exchange and [NewTokenSource] or
+// [NewClient] in place of Config.TokenSource or Config.Client.
+//
+// # The token source
+//
+// A [TokenSource] holds one account's token and refreshes it by itself. A
+// valid token costs an atomic load and a clock read. Ahead of expiry (the
+// expiry window, five minutes by default) one background refresh replaces
+// the token while callers keep using the current one; only a token about to
+// expire makes callers wait, and concurrent callers then share one token
+// request. Failed refreshes back off exponentially; while the current token
+// is usable they never reach callers.
+//
+// Dropbox Sign may rotate the refresh token on each refresh, so every new
+// token may carry the only valid refresh token. The source always refreshes
+// with the newest one and hands each new token to the [WithOnRefresh]
+// function before any caller sees it, so that it can be persisted; a failed
+// save keeps the token and is reported as a [*SaveError] until a retry
+// succeeds.
+//
+// The source works as a plain [oauth2.TokenSource]: it can be shared by any
+// number of [oauth2.NewClient] and [oauth2.ReuseTokenSource] wrappers, which
+// then share its refreshes too.
+//
+// # Errors
+//
+// A failure that the token endpoint reports wraps an [*oauth2.RetrieveError]
+// whose ErrorCode and ErrorDescription are filled from either of Dropbox
+// Sign's error shapes; [ErrorRateLimit] reads its rate-limit headers. Error
+// texts never contain the client secret, a code or a token.
+//
+// # Testing
+//
+// Package dropboxsigntest provides a fake Dropbox Sign server on loopback
+// that speaks the same protocol, for this package's tests and for yours.
+package dropboxsign

@@ -1,0 +1,489 @@
+// Package dropboxsigntest provides a fake Dropbox Sign server for tests, in
+// the manner of net/http/httptest.
+//
+// A [Server] listens on a loopback address and speaks Dropbox Sign's OAuth
+// 2.0 protocol exactly as package dropboxsign expects the real one to: the
+// authorize page, the JSON code exchange at /oauth/token, the JSON refresh at
+// /oauth/token?refresh, both error shapes and the rate-limit headers. A
+// sample API route, /v3/account, accepts only live bearer tokens. By default
+// every refresh rotates the refresh token and the server rejects rotated
+// ones, the strictest behaviour the real service may have.
+//
+// The server counts what it sees ([Server.Stats]), records every token
+// request ([Server.TokenRequests]) and can be told to misbehave: slow token
+// responses, injected error answers ([Server.InjectFault]), short token
+// lifetimes, revoked access tokens. All methods are safe for concurrent use.
+package dropboxsigntest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Routes of the fake, relative to [Server.URL].
+const (
+	AuthorizePath = "/oauth/authorize"
+	TokenPath     = "/oauth/token"
+	CallbackPath  = "/callback" // the default callback; it answers with the code as JSON
+	AccountPath   = "/v3/account"
+)
+
+// DefaultLifetime is the lifetime of access tokens until [Server.SetLifetime]
+// changes it: an hour, as Dropbox Sign's documentation says is typical.
+const DefaultLifetime = time.Hour
+
+// Server is a fake Dropbox Sign. Create one with [NewServer] and Close it
+// when done.
+type Server struct {
+	// URL is the base URL, http://127.0.0.1:port, with no trailing slash.
+	URL string
+	// ClientID and ClientSecret are the credentials the server accepts; the
+	// Config method puts them in the configuration it hands out.
+	ClientID     string
+	ClientSecret string
+
+	srv *httptest.Server
+
+	mu          sync.Mutex
+	lifetime    time.Duration
+	latency     time.Duration
+	rotate      bool
+	omitRefresh bool
+	denyConsent bool
+	callbackURL string
+	faults      []Fault
+	codes       map[string]codeGrant
+	access      map[string]accessGrant
+	refresh     map[string]refreshGrant
+	nextAccount int
+	stats       Stats
+	requests    []TokenRequest
+	window      rateWindow
+}
+
+type codeGrant struct {
+	state   string
+	account string
+	expires time.Time
+}
+
+type accessGrant struct {
+	account string
+	expires time.Time
+}
+
+type refreshGrant struct {
+	account string
+	stale   bool // rotated away: presenting it again is an error
+}
+
+// Stats counts what the server has seen since it started.
+type Stats struct {
+	Authorizations     int // consents given at the authorize route
+	TokenRequests      int // every request to the token route, faults included
+	Exchanges          int // successful code exchanges
+	Refreshes          int // successful refreshes
+	Faults             int // token requests answered by an injected fault
+	StaleRefreshTokens int // refresh requests presenting a rotated-away refresh token
+	APICalls           int // requests to the API routes
+	APIRejected        int // API requests refused for a missing, unknown or expired token
+}
+
+// TokenRequest is one request to the token route, as received.
+type TokenRequest struct {
+	Method      string
+	Path        string
+	RawQuery    string
+	ContentType string
+	Header      http.Header
+	Body        []byte // at most 1 MiB
+}
+
+// maxRecorded bounds the request log, so that long soak tests stay small.
+const maxRecorded = 10000
+
+// NewServer starts a fake Dropbox Sign on a loopback port.
+func NewServer() *Server {
+	s := &Server{
+		ClientID:     "test-client-" + randomHex(6),
+		ClientSecret: "test-secret-" + randomHex(12),
+		lifetime:     DefaultLifetime,
+		rotate:       true,
+		codes:        map[string]codeGrant{},
+		access:       map[string]accessGrant{},
+		refresh:      map[string]refreshGrant{},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc(AuthorizePath, s.handleAuthorize)
+	mux.HandleFunc(TokenPath, s.handleToken)
+	mux.HandleFunc(CallbackPath, handleCallback)
+	mux.HandleFunc("/v3/", s.handleAPI)
+	s.srv = httptest.NewServer(mux)
+	s.URL = s.srv.URL
+	return s
+}
+
+// Close shuts the server down and blocks until all requests have finished.
+func (s *Server) Close() { s.srv.Close() }
+
+// Client returns an HTTP client for the server (no proxy, loopback only).
+func (s *Server) Client() *http.Client { return s.srv.Client() }
+
+// Config returns an oauth2.Config for the server: its client credentials and
+// an Endpoint whose URLs point at it, shaped like dropboxsign.Endpoint.
+func (s *Server) Config() *oauth2.Config {
+	return &oauth2.Config{
+		ClientID:     s.ClientID,
+		ClientSecret: s.ClientSecret,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:   s.URL + AuthorizePath,
+			TokenURL:  s.URL + TokenPath,
+			AuthStyle: oauth2.AuthStyleInParams,
+		},
+	}
+}
+
+// AccountURL is the URL of the sample API route.
+func (s *Server) AccountURL() string { return s.URL + AccountPath }
+
+// SetLifetime sets the lifetime of access tokens issued from now on. It is
+// reported in whole seconds as expires_in, as Dropbox Sign does, and enforced
+// by the API route; it must be at least one second.
+func (s *Server) SetLifetime(d time.Duration) {
+	d = max(d.Truncate(time.Second), time.Second)
+	s.mu.Lock()
+	s.lifetime = d
+	s.mu.Unlock()
+}
+
+// SetLatency delays every answer of the token route by d.
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	s.latency = d
+	s.mu.Unlock()
+}
+
+// SetRotation chooses whether a refresh issues a new refresh token and
+// rejects the old one (true, the default) or returns the same one.
+func (s *Server) SetRotation(on bool) {
+	s.mu.Lock()
+	s.rotate = on
+	s.mu.Unlock()
+}
+
+// SetOmitRefreshToken makes refresh responses leave out refresh_token (the
+// client must keep its own). It implies no rotation while set.
+func (s *Server) SetOmitRefreshToken(on bool) {
+	s.mu.Lock()
+	s.omitRefresh = on
+	s.mu.Unlock()
+}
+
+// SetCallbackURL sets the API app's callback URL, where the authorize route
+// redirects. By default it is the server's own CallbackPath, which answers
+// with the code and state as JSON.
+func (s *Server) SetCallbackURL(u string) {
+	s.mu.Lock()
+	s.callbackURL = u
+	s.mu.Unlock()
+}
+
+// SetDenyConsent makes the simulated user refuse consent: the authorize
+// route redirects with error=access_denied instead of a code.
+func (s *Server) SetDenyConsent(deny bool) {
+	s.mu.Lock()
+	s.denyConsent = deny
+	s.mu.Unlock()
+}
+
+// Stats returns the counts so far.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// TokenRequests returns the requests the token route has received, oldest
+// first (the first 10000 at most).
+func (s *Server) TokenRequests() []TokenRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]TokenRequest(nil), s.requests...)
+}
+
+// IssueToken returns a fresh token for a new account, as if the user had
+// just authorized the app, without going through the authorize route.
+func (s *Server) IssueToken() *oauth2.Token {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	account := s.newAccount()
+	resp := s.issue(account, "")
+	return &oauth2.Token{
+		AccessToken:  resp.AccessToken,
+		TokenType:    resp.TokenType,
+		RefreshToken: resp.RefreshToken,
+		ExpiresIn:    resp.ExpiresIn,
+		Expiry:       time.Now().Add(time.Duration(resp.ExpiresIn) * time.Second),
+	}
+}
+
+// RevokeAccessTokens makes the API route reject every access token issued
+// so far, as if the user had revoked them; refresh tokens stay valid.
+func (s *Server) RevokeAccessTokens() {
+	s.mu.Lock()
+	clear(s.access)
+	s.mu.Unlock()
+}
+
+func (s *Server) newAccount() string {
+	s.nextAccount++
+	return fmt.Sprintf("account-%d", s.nextAccount)
+}
+
+// tokenResponse is Dropbox Sign's OAuthTokenResponse.
+type tokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	ExpiresIn    int64  `json:"expires_in"`
+	State        string `json:"state,omitempty"`
+}
+
+// issue mints an access token, and a refresh token unless keep is given. The
+// caller holds s.mu.
+func (s *Server) issue(account, keep string) tokenResponse {
+	at := "at_" + randomHex(16)
+	s.access[at] = accessGrant{account: account, expires: time.Now().Add(s.lifetime)}
+	rt := keep
+	if rt == "" {
+		rt = "rt_" + randomHex(16)
+		s.refresh[rt] = refreshGrant{account: account}
+	}
+	return tokenResponse{AccessToken: at, TokenType: "Bearer", RefreshToken: rt, ExpiresIn: int64(s.lifetime / time.Second)}
+}
+
+func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	switch {
+	case r.Method != http.MethodGet:
+		writeEnvelope(w, http.StatusMethodNotAllowed, "method_not_allowed", "Use GET.")
+		return
+	case q.Get("response_type") != "code":
+		writeEnvelope(w, http.StatusBadRequest, "bad_request", "response_type must be code.")
+		return
+	case q.Get("client_id") != s.ClientID:
+		writeEnvelope(w, http.StatusBadRequest, "bad_request", "Unknown client_id.")
+		return
+	case q.Get("state") == "":
+		writeEnvelope(w, http.StatusBadRequest, "bad_request", "state is required.")
+		return
+	}
+	state := q.Get("state")
+	s.mu.Lock()
+	callback := s.callbackURL
+	if callback == "" {
+		callback = s.URL + CallbackPath
+	}
+	answer := url.Values{"state": {state}}
+	if s.denyConsent {
+		answer.Set("error", "access_denied")
+	} else {
+		code := "code_" + randomHex(8)
+		s.codes[code] = codeGrant{state: state, account: s.newAccount(), expires: time.Now().Add(10 * time.Minute)}
+		s.stats.Authorizations++
+		answer.Set("code", code)
+	}
+	s.mu.Unlock()
+	target, err := url.Parse(callback)
+	if err != nil {
+		writeEnvelope(w, http.StatusInternalServerError, "bad_request", "The app's callback URL is invalid.")
+		return
+	}
+	target.RawQuery = answer.Encode()
+	http.Redirect(w, r, target.String(), http.StatusFound)
+}
+
+// handleCallback stands in for an app's callback page.
+func handleCallback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]string{"code": q.Get("code"), "state": q.Get("state"), "error": q.Get("error")})
+}
+
+func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	s.mu.Lock()
+	s.stats.TokenRequests++
+	if len(s.requests) < maxRecorded {
+		s.requests = append(s.requests, TokenRequest{
+			Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
+			ContentType: r.Header.Get("Content-Type"), Header: r.Header.Clone(), Body: body,
+		})
+	}
+	latency := s.latency
+	fault, faulted := s.takeFault()
+	s.mu.Unlock()
+
+	if latency > 0 {
+		select {
+		case <-time.After(latency):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	if faulted {
+		fault.write(w)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	status, answer := s.token(r, body)
+	if status == http.StatusOK {
+		s.window.setHeaders(w.Header(), time.Now())
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(answer)
+}
+
+// token answers a token request; the caller holds s.mu.
+func (s *Server) token(r *http.Request, body []byte) (int, any) {
+	if r.Method != http.MethodPost {
+		return http.StatusMethodNotAllowed, envelope("method_not_allowed", "Use POST.")
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+		return http.StatusBadRequest, oauthError("invalid_request", "Content-Type must be application/json, not "+strconv.Quote(ct)+".")
+	}
+	var req map[string]string
+	if err := json.Unmarshal(body, &req); err != nil {
+		return http.StatusBadRequest, oauthError("invalid_request", "The body must be a JSON object of strings.")
+	}
+	if req["client_id"] != s.ClientID || req["client_secret"] != s.ClientSecret {
+		return http.StatusUnauthorized, oauthError("invalid_client", "Unknown client_id or wrong client_secret.")
+	}
+	if _, refresh := r.URL.Query()["refresh"]; refresh {
+		return s.refreshToken(req)
+	}
+	return s.exchange(req)
+}
+
+func (s *Server) exchange(req map[string]string) (int, any) {
+	if req["grant_type"] != "authorization_code" {
+		return http.StatusBadRequest, oauthError("invalid_request", "grant_type must be authorization_code (refresh at ?refresh).")
+	}
+	grant, ok := s.codes[req["code"]]
+	if !ok || time.Now().After(grant.expires) || req["state"] != grant.state {
+		return http.StatusBadRequest, oauthError("invalid_request", "Either the combo client_id/code is wrong, the state does not match or the code has expired.")
+	}
+	delete(s.codes, req["code"]) // a code is good for one exchange
+	s.stats.Exchanges++
+	answer := s.issue(grant.account, "")
+	answer.State = grant.state
+	return http.StatusOK, answer
+}
+
+func (s *Server) refreshToken(req map[string]string) (int, any) {
+	if req["grant_type"] != "refresh_token" {
+		return http.StatusBadRequest, oauthError("invalid_request", "grant_type must be refresh_token.")
+	}
+	rt := req["refresh_token"]
+	grant, ok := s.refresh[rt]
+	if !ok {
+		return http.StatusBadRequest, oauthError("invalid_grant", "The refresh token is invalid.")
+	}
+	if grant.stale {
+		s.stats.StaleRefreshTokens++
+		return http.StatusBadRequest, oauthError("invalid_grant", "The refresh token has already been used.")
+	}
+	keep := ""
+	if !s.rotate || s.omitRefresh {
+		keep = rt
+	} else {
+		s.refresh[rt] = refreshGrant{account: grant.account, stale: true}
+	}
+	s.stats.Refreshes++
+	answer := s.issue(grant.account, keep)
+	if s.omitRefresh {
+		answer.RefreshToken = ""
+	}
+	return http.StatusOK, answer
+}
+
+func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.stats.APICalls++
+	grant, ok := s.access[bearer(r)]
+	if !ok || !time.Now().Before(grant.expires) {
+		s.stats.APIRejected++
+		s.mu.Unlock()
+		writeEnvelope(w, http.StatusUnauthorized, "unauthorized", "Unauthorized api key.")
+		return
+	}
+	s.window.setHeaders(w.Header(), time.Now())
+	s.mu.Unlock()
+	if r.URL.Path != AccountPath {
+		writeEnvelope(w, http.StatusNotFound, "not_found", "Not found.")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"account": map[string]string{
+		"account_id":    grant.account,
+		"email_address": grant.account + "@example.com",
+	}})
+}
+
+func bearer(r *http.Request) string {
+	const prefix = "Bearer "
+	h := r.Header.Get("Authorization")
+	if len(h) <= len(prefix) || h[:len(prefix)] != prefix {
+		return ""
+	}
+	return h[len(prefix):]
+}
+
+// rateWindow produces plausible rate-limit headers: 100 requests a minute.
+type rateWindow struct {
+	start time.Time
+	used  int
+}
+
+func (rw *rateWindow) setHeaders(h http.Header, now time.Time) {
+	if now.Sub(rw.start) >= time.Minute {
+		rw.start, rw.used = now.Truncate(time.Minute), 0
+	}
+	rw.used++
+	h.Set("X-RateLimit-Limit", "100")
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(100-rw.used, 0)))
+	h.Set("X-Ratelimit-Reset", strconv.FormatInt(rw.start.Add(time.Minute).Unix(), 10))
+}
+
+func envelope(name, msg string) any {
+	return map[string]any{"error": map[string]string{"error_msg": msg, "error_name": name}}
+}
+
+func oauthError(code, description string) any {
+	return map[string]string{"error": code, "error_description": description}
+}
+
+func writeEnvelope(w http.ResponseWriter, status int, name, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(envelope(name, msg))
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,34 @@
+package dropboxsign
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// SaveError reports that the [WithOnRefresh] function failed to persist a
+// new token. The token that comes with it is valid and kept by the source;
+// see [WithOnRefresh] for what happens next.
+type SaveError struct {
+	Err error // what the WithOnRefresh function returned
+}
+
+func (e *SaveError) Error() string { return "dropboxsign: new token not saved: " + e.Err.Error() }
+
+// Unwrap returns the WithOnRefresh function's error.
+func (e *SaveError) Unwrap() error { return e.Err }
+
+var errNoToken = errors.New("dropboxsign: the token source has no token to refresh")
+
+// backoffError is what callers get, at once, while the source waits before
+// its next refresh attempt and has no usable token.
+type backoffError struct {
+	err   error
+	retry time.Duration
+}
+
+func (e *backoffError) Error() string {
+	return fmt.Sprintf("dropboxsign: no usable token; next refresh attempt in %s after: %v", e.retry.Round(time.Millisecond), e.err)
+}
+
+func (e *backoffError) Unwrap() error { return e.err }

@@ -1,0 +1,72 @@
+package dropboxsign
+
+import (
+	"context"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// DefaultExpiryWindow is how long before expiry a [TokenSource] starts
+// refreshing in the background, unless [WithExpiryWindow] says otherwise.
+const DefaultExpiryWindow = 5 * time.Minute
+
+// An Option configures a [TokenSource] (and the client of [NewClient]).
+type Option func(*options)
+
+type options struct {
+	onRefresh func(context.Context, *oauth2.Token) error
+	window    time.Duration
+	timeout   time.Duration
+
+	// Seams for tests (see export_test.go).
+	now      func() time.Time
+	afterRun func()
+}
+
+func defaultOptions() options {
+	return options{window: DefaultExpiryWindow, timeout: DefaultTimeout, now: time.Now}
+}
+
+// WithOnRefresh registers fn to persist each new token. The source calls fn
+// with every token it obtains, before any caller receives that token, from
+// one goroutine at a time, with a context that carries the values of the
+// context given to [NewTokenSource] and a deadline (see [WithTimeout]).
+//
+// Dropbox Sign may rotate the refresh token on every refresh, so the token
+// given to fn may be the only valid credential left: store all of it.
+//
+// If fn returns an error, the new token is still kept in memory and used
+// (its refresh token is the newest one), and the source reports the failure:
+// until a save succeeds, [TokenSource.TokenContext] and [TokenSource.Token]
+// return the usable token together with a [*SaveError]. The save is retried
+// in the background with exponential backoff (1 s, doubling, at most 5 min,
+// with jitter) and again with each newer token; the first success clears the
+// error. Code built on x/oauth2 treats any error as a failure, so requests
+// through such clients fail while the token is unsaved.
+//
+// fn must not modify the token or call the source.
+func WithOnRefresh(fn func(ctx context.Context, t *oauth2.Token) error) Option {
+	return func(o *options) { o.onRefresh = fn }
+}
+
+// WithExpiryWindow sets how long before a token's expiry the source starts
+// replacing it in the background (default [DefaultExpiryWindow]). While a
+// refresh runs, callers keep getting the current token at once. When the
+// token's lifetime is known (its ExpiresIn), the window is at most half of
+// it. A window of 0 disables refresh-ahead: callers then wait for a refresh
+// once the token is within min(10 s, lifetime/10) of expiry.
+func WithExpiryWindow(d time.Duration) Option {
+	return func(o *options) { o.window = max(d, 0) }
+}
+
+// WithTimeout bounds each token request, and each call of the
+// [WithOnRefresh] function, that the source makes (default [DefaultTimeout]).
+// It does not bound how long callers wait: their own contexts do that.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.timeout = d
+		}
+	}
+}

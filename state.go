@@ -1,0 +1,100 @@
+package dropboxsign
+
+import (
+	"math/rand/v2"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// state is one immutable snapshot of a TokenSource. The source replaces it
+// whole with an atomic store; nothing modifies a state once published.
+type state struct {
+	tok         *oauth2.Token // nil when the source has none
+	expires     bool          // false: tok has no Expiry and is never refreshed ahead
+	refreshAt   time.Time     // start of the refresh-ahead window
+	usableUntil time.Time     // after this, callers wait for a new token
+
+	err      error     // why the last refresh failed; nil after a success
+	failures int       // consecutive refresh failures
+	retryAt  time.Time // no refresh attempt before this
+
+	saveErr      *SaveError // non-nil while tok is not persisted
+	saveFailures int
+	saveRetryAt  time.Time
+}
+
+// unusableMargin is the most a token's last moments are shunned: near its
+// expiry a token may die in flight, or on a server whose clock runs ahead.
+const unusableMargin = 10 * time.Second
+
+// newState schedules tok: refresh-ahead starts window before expiry (at most
+// half the lifetime), and the token stops being handed out min(10 s,
+// lifetime/10) before expiry.
+func newState(tok *oauth2.Token, window time.Duration) *state {
+	st := &state{tok: tok, expires: true}
+	if tok == nil || tok.AccessToken == "" {
+		return st // zero times: refresh now, nothing usable meanwhile
+	}
+	if tok.Expiry.IsZero() {
+		st.expires = false
+		return st
+	}
+	margin := unusableMargin
+	if tok.ExpiresIn > 0 && tok.ExpiresIn <= maxExpiresIn {
+		life := time.Duration(tok.ExpiresIn) * time.Second
+		window = min(window, life/2)
+		margin = min(margin, life/10)
+	}
+	st.usableUntil = tok.Expiry.Add(-margin)
+	st.refreshAt = tok.Expiry.Add(-window)
+	if st.refreshAt.After(st.usableUntil) {
+		st.refreshAt = st.usableUntil
+	}
+	return st
+}
+
+// fresh reports whether tok can be handed out with nothing else to do: the
+// hot path's whole test.
+func (st *state) fresh(now time.Time) bool {
+	return st.saveErr == nil && (!st.expires || now.Before(st.refreshAt))
+}
+
+func (st *state) usable(now time.Time) bool {
+	return st.tok != nil && st.tok.AccessToken != "" && (!st.expires || now.Before(st.usableUntil))
+}
+
+func (st *state) needsRefresh(now time.Time) bool {
+	return st.expires && !now.Before(st.refreshAt)
+}
+
+// refreshDue and saveDue report whether a background run would do anything.
+func (st *state) refreshDue(now time.Time) bool {
+	return st.needsRefresh(now) && !now.Before(st.retryAt)
+}
+
+func (st *state) saveDue(now time.Time) bool {
+	return st.saveErr != nil && !now.Before(st.saveRetryAt)
+}
+
+// failed returns the state after a failed refresh attempt: the token is kept
+// and the next attempt waits for the backoff.
+func (st *state) failed(err error, now time.Time) *state {
+	next := *st
+	next.err = err
+	next.failures++
+	next.retryAt = now.Add(backoff(next.failures))
+	return &next
+}
+
+// backoff is the pause after the n-th consecutive failure: 1 s doubling to a
+// cap of 5 min, stretched by up to half at random so that many sources that
+// failed together do not retry together. It is never below 1 s.
+func backoff(n int) time.Duration {
+	const first, ceiling = time.Second, 5 * time.Minute
+	d := ceiling
+	if n < 10 {
+		d = min(first<<(n-1), ceiling)
+	}
+	return min(d+time.Duration(rand.Float64()*float64(d/2)), ceiling)
+}

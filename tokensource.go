@@ -1,0 +1,231 @@
+package dropboxsign
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/sync/singleflight"
+)
+
+// TokenSource is an [oauth2.TokenSource] for Dropbox Sign that refreshes its
+// token by itself. Create it with [NewTokenSource]; the zero value is not
+// usable. It is safe for concurrent use by any number of goroutines, and it
+// needs no Close: the only goroutine it starts is a refresh, which ends with
+// the refresh.
+//
+// A valid token is returned from memory, without locks, I/O or allocation.
+// Within the expiry window (see [WithExpiryWindow]) callers still get the
+// current token at once while one background refresh replaces it; only when
+// the token is about to expire, or already has, do callers wait. Concurrent
+// callers that need a refresh share one token request. Failed refreshes are
+// retried with exponential backoff, never in a tight loop; while a usable
+// token is in hand, a failed background refresh does not reach callers.
+//
+// Each refresh presents the newest refresh token the source has seen, and a
+// refresh response without one keeps the previous one.
+type TokenSource struct {
+	client    *tokenClient
+	configErr error           // why client is nil
+	ctx       context.Context // supplies values (the HTTP client) only
+	opts      options
+	state     atomic.Pointer[state]
+	flight    singleflight.Group
+}
+
+var _ oauth2.TokenSource = (*TokenSource)(nil)
+
+// flightKey names the source's one kind of work: every run (refresh or save
+// retry) shares it, so runs never overlap and are the state's only writers.
+const flightKey = "run"
+
+// NewTokenSource returns a source that starts from t and refreshes it with
+// c's client credentials at c.Endpoint.TokenURL. t may be nil or lack an
+// access token when only a refresh token is at hand; the source copies t, so
+// later changes to it, or to c, have no effect.
+//
+// ctx supplies values only, such as the [*http.Client] under the
+// [oauth2.HTTPClient] key used for token requests: its cancellation and
+// deadline are ignored, because refreshes serve many callers long after
+// ctx's creator has returned. Callers bound their own waits with the
+// context they pass to [TokenSource.TokenContext].
+//
+// A problem with c (nil, no ClientID, an unusable or insecure TokenURL) is
+// reported by the first call that needs a refresh.
+func NewTokenSource(ctx context.Context, c *oauth2.Config, t *oauth2.Token, opts ...Option) *TokenSource {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	s := &TokenSource{ctx: context.WithoutCancel(ctx), opts: defaultOptions()}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&s.opts)
+		}
+	}
+	s.client, s.configErr = newTokenClient(c, s.opts.timeout, s.opts.now)
+	if t != nil {
+		copied := *t
+		t = &copied
+	}
+	s.state.Store(newState(t, s.opts.window))
+	return s
+}
+
+// TokenContext returns a token that is valid for use now. ctx bounds only
+// this caller's wait: when it ends, the call returns ctx.Err() while a shared
+// refresh goes on for the others.
+//
+// The returned token is shared with other callers and must not be modified;
+// use [TokenSource.Token] for a private copy.
+//
+// On error the token is nil, except for a [*SaveError]: then the token is
+// valid but not yet persisted (see [WithOnRefresh]). While the source backs
+// off after failed refreshes and has no usable token, the last refresh error
+// comes back at once, wrapped; [errors.As] finds the [*oauth2.RetrieveError]
+// of a failure the endpoint reported.
+func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
+	st := s.state.Load()
+	now := s.opts.now()
+	if st.fresh(now) {
+		return st.tok, nil
+	}
+	return s.slowPath(ctx, st, now)
+}
+
+// Token returns a token for use now, as [TokenSource.TokenContext] with a
+// background context does, but as a private copy, so that x/oauth2's wrappers
+// ([oauth2.ReuseTokenSource], [oauth2.NewClient]) may modify it.
+//
+// The copy's Expiry is the earlier of the real expiry and 10 s after the
+// start of the refresh-ahead window: x/oauth2's wrappers cache a token until
+// 10 s before its Expiry, so this brings them back in time for the source to
+// refresh ahead, rather than at the last moment. The real expiry is in the
+// token from TokenContext.
+func (s *TokenSource) Token() (*oauth2.Token, error) {
+	tok, err := s.TokenContext(context.Background())
+	if tok == nil {
+		return nil, err
+	}
+	copied := *tok
+	if st := newState(tok, s.opts.window); st.expires {
+		if askAgain := st.refreshAt.Add(10 * time.Second); askAgain.Before(copied.Expiry) {
+			copied.Expiry = askAgain
+		}
+	}
+	return &copied, err
+}
+
+func (s *TokenSource) slowPath(ctx context.Context, st *state, now time.Time) (*oauth2.Token, error) {
+	if st.usable(now) {
+		// Static stability: the caller leaves with the token in hand and
+		// any work due runs in the background.
+		if st.refreshDue(now) || st.saveDue(now) {
+			s.flight.DoChan(flightKey, s.run) // buffered result; nobody need read it
+		}
+		if st.saveErr != nil {
+			return st.tok, st.saveErr
+		}
+		return st.tok, nil
+	}
+	if st.err != nil && now.Before(st.retryAt) {
+		return nil, &backoffError{err: st.err, retry: st.retryAt.Sub(now)}
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	select {
+	case r := <-s.flight.DoChan(flightKey, s.run):
+		return s.result(r.Val.(*state))
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// result is what a caller that waited for a run gets from its outcome.
+func (s *TokenSource) result(st *state) (*oauth2.Token, error) {
+	switch {
+	case st.usable(s.opts.now()):
+		if st.saveErr != nil {
+			return st.tok, st.saveErr
+		}
+		return st.tok, nil
+	case st.err != nil:
+		return nil, st.err
+	default:
+		return nil, errors.New("dropboxsign: the new token expired before it could be used")
+	}
+}
+
+// run does the one piece of work the current state calls for. singleflight
+// runs it once at a time, so it is the only writer of s.state; it re-reads
+// the state because another run may have just done the work.
+func (s *TokenSource) run() (any, error) {
+	if s.opts.afterRun != nil {
+		defer s.opts.afterRun()
+	}
+	st := s.state.Load()
+	now := s.opts.now()
+	switch {
+	case st.refreshDue(now):
+		st = s.refresh(st, now)
+	case st.saveDue(now):
+		next := *st
+		s.save(&next, st.saveFailures, now)
+		st = &next
+	default:
+		return st, nil
+	}
+	s.state.Store(st)
+	return st, nil
+}
+
+// refresh makes one token request and returns the state that follows it.
+func (s *TokenSource) refresh(st *state, now time.Time) *state {
+	var tok *oauth2.Token
+	var err error
+	switch {
+	case s.configErr != nil:
+		err = s.configErr
+	case st.tok == nil:
+		err = errNoToken
+	default:
+		ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
+		tok, err = s.client.refresh(ctx, st.tok.RefreshToken)
+		cancel()
+	}
+	if err != nil {
+		next := st.failed(err, now)
+		var te *tokenError
+		if errors.As(err, &te) && te.refreshToken != "" && st.tok != nil && te.refreshToken != st.tok.RefreshToken {
+			// A broken response that still carried a new refresh token: the
+			// old one may be spent, so keep and persist the new one.
+			kept := *st.tok
+			kept.RefreshToken = te.refreshToken
+			next.tok = &kept
+			s.save(next, st.saveFailures, now)
+		}
+		return next
+	}
+	next := newState(tok, s.opts.window)
+	s.save(next, st.saveFailures, now)
+	return next
+}
+
+// save persists next.tok with the WithOnRefresh function and records the
+// outcome in next, which is not yet published. failures counts the failed
+// saves before this one, for the backoff.
+func (s *TokenSource) save(next *state, failures int, now time.Time) {
+	next.saveErr, next.saveFailures, next.saveRetryAt = nil, 0, time.Time{}
+	if s.opts.onRefresh == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
+	defer cancel()
+	if err := s.opts.onRefresh(ctx, next.tok); err != nil {
+		next.saveErr = &SaveError{Err: err}
+		next.saveFailures = failures + 1
+		next.saveRetryAt = now.Add(backoff(next.saveFailures))
+	}
+}
