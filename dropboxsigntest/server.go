@@ -16,6 +16,7 @@
 package dropboxsigntest
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -70,6 +71,8 @@ type Server struct {
 	stats       Stats
 	requests    []TokenRequest
 	window      rateWindow
+	hold        chan struct{} // while non-nil, token answers wait for it to close
+	arrived     chan struct{} // closed and replaced at each token request
 }
 
 type codeGrant struct {
@@ -123,6 +126,7 @@ func NewServer() *Server {
 		codes:        map[string]codeGrant{},
 		access:       map[string]accessGrant{},
 		refresh:      map[string]refreshGrant{},
+		arrived:      make(chan struct{}),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc(AuthorizePath, s.handleAuthorize)
@@ -205,6 +209,45 @@ func (s *Server) SetDenyConsent(deny bool) {
 	s.mu.Lock()
 	s.denyConsent = deny
 	s.mu.Unlock()
+}
+
+// HoldTokenResponses makes the token route keep every answer, including
+// injected faults, until release is called: tests use it to act while a
+// refresh is in flight, without sleeping. Calling release again does nothing.
+func (s *Server) HoldTokenResponses() (release func()) {
+	ch := make(chan struct{})
+	s.mu.Lock()
+	s.hold = ch
+	s.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.hold == ch {
+				s.hold = nil
+			}
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// WaitTokenRequests blocks until the token route has received at least n
+// requests in all (held ones included), or ctx ends.
+func (s *Server) WaitTokenRequests(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		got, arrived := s.stats.TokenRequests, s.arrived
+		s.mu.Unlock()
+		if got >= n {
+			return nil
+		}
+		select {
+		case <-arrived:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Stats returns the counts so far.
@@ -325,16 +368,25 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	s.mu.Lock()
 	s.stats.TokenRequests++
+	close(s.arrived)
+	s.arrived = make(chan struct{})
 	if len(s.requests) < maxRecorded {
 		s.requests = append(s.requests, TokenRequest{
 			Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
 			ContentType: r.Header.Get("Content-Type"), Header: r.Header.Clone(), Body: body,
 		})
 	}
-	latency := s.latency
+	latency, hold := s.latency, s.hold
 	fault, faulted := s.takeFault()
 	s.mu.Unlock()
 
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+			return
+		}
+	}
 	if latency > 0 {
 		select {
 		case <-time.After(latency):

@@ -1,0 +1,17 @@
+package dropboxsign
+
+import "time"
+
+// WithClock replaces the source's clock, for tests that move time by hand.
+func WithClock(now func() time.Time) Option {
+	return func(o *options) { o.now = now }
+}
+
+// WithAfterRun registers fn to be called when each background or shared run
+// (a refresh or a save retry) has published its outcome.
+func WithAfterRun(fn func()) Option {
+	return func(o *options) { o.afterRun = fn }
+}
+
+// Backoff exposes the backoff schedule.
+var Backoff = backoff
