@@ -432,10 +432,10 @@ func TestNoRefreshTokenAndBadConfigAreErrorsNotPanics(t *testing.T) {
 	tok := expired(srv.IssueToken())
 	tok.RefreshToken = ""
 	for name, ts := range map[string]*dropboxsign.TokenSource{
-		"no refresh token": dropboxsign.NewTokenSource(context.Background(), srv.Config(), tok),
-		"nil token":        dropboxsign.NewTokenSource(context.Background(), srv.Config(), nil),
-		"nil config":       dropboxsign.NewTokenSource(context.Background(), nil, expired(srv.IssueToken())),
-		"nil context":      dropboxsign.NewTokenSource(nil, &oauth2.Config{ClientID: "x", Endpoint: oauth2.Endpoint{TokenURL: "http://example.com/t"}}, expired(srv.IssueToken())), //nolint:staticcheck // nil context on purpose
+		"no refresh token":          dropboxsign.NewTokenSource(context.Background(), srv.Config(), tok),
+		"nil token":                 dropboxsign.NewTokenSource(context.Background(), srv.Config(), nil),
+		"nil config":                dropboxsign.NewTokenSource(context.Background(), nil, expired(srv.IssueToken())),
+		"insecure URL, nil context": nilContextSource(expired(srv.IssueToken())),
 	} {
 		if got, err := ts.TokenContext(context.Background()); err == nil || got != nil {
 			t.Errorf("%s: got %v, %v; want an error", name, got, err)
@@ -444,4 +444,10 @@ func TestNoRefreshTokenAndBadConfigAreErrorsNotPanics(t *testing.T) {
 			t.Errorf("%s: Token() = %v, %v; want an error", name, got, err)
 		}
 	}
+}
+
+func nilContextSource(tok *oauth2.Token) *dropboxsign.TokenSource {
+	conf := &oauth2.Config{ClientID: "x", Endpoint: oauth2.Endpoint{TokenURL: "http://example.com/t"}}
+	//lint:ignore SA1012 a nil context must not panic
+	return dropboxsign.NewTokenSource(nil, conf, tok)
 }
