@@ -38,11 +38,11 @@ var ErrInsecureEndpoint = errors.New("dropboxsign: token URL must use https (pla
 // added to its query, keeping whatever query it already has.
 func tokenURLs(raw string) (exchange, refresh string, err error) {
 	if raw == "" {
-		return "", "", errors.New("dropboxsign: oauth2.Config has no Endpoint.TokenURL (use dropboxsign.Endpoint)")
+		return "", "", configErrorf("oauth2.Config has no Endpoint.TokenURL (use dropboxsign.Endpoint)")
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", "", fmt.Errorf("dropboxsign: invalid token URL: %w", err)
+		return "", "", configErrorf("invalid token URL: %v", err)
 	}
 	switch u.Scheme {
 	case "https":
@@ -51,10 +51,10 @@ func tokenURLs(raw string) (exchange, refresh string, err error) {
 			return "", "", fmt.Errorf("%w: %s", ErrInsecureEndpoint, u.Redacted())
 		}
 	default:
-		return "", "", fmt.Errorf("dropboxsign: token URL %q: scheme must be https", u.Redacted())
+		return "", "", configErrorf("token URL %q: scheme must be https", u.Redacted())
 	}
 	if u.Host == "" {
-		return "", "", fmt.Errorf("dropboxsign: token URL %q has no host", u.Redacted())
+		return "", "", configErrorf("token URL %q has no host", u.Redacted())
 	}
 	r := *u
 	if !r.Query().Has("refresh") {

@@ -18,6 +18,18 @@ func (e *SaveError) Error() string { return "dropboxsign: new token not saved: "
 // Unwrap returns the WithOnRefresh function's error.
 func (e *SaveError) Unwrap() error { return e.Err }
 
+// errBadConfig is matched by every error about an unusable oauth2.Config.
+var errBadConfig = errors.New("dropboxsign: unusable configuration")
+
+type configError struct{ msg string }
+
+func configErrorf(format string, args ...any) error {
+	return &configError{"dropboxsign: " + fmt.Sprintf(format, args...)}
+}
+
+func (e *configError) Error() string        { return e.msg }
+func (e *configError) Is(target error) bool { return target == errBadConfig }
+
 var errNoToken = errors.New("dropboxsign: the token source has no token to refresh")
 
 // backoffError is what callers get, at once, while the source waits before

@@ -67,10 +67,10 @@ type tokenClient struct {
 
 func newTokenClient(c *oauth2.Config, timeout time.Duration, now func() time.Time) (*tokenClient, error) {
 	if c == nil {
-		return nil, errors.New("dropboxsign: nil *oauth2.Config")
+		return nil, configErrorf("nil *oauth2.Config")
 	}
 	if c.ClientID == "" {
-		return nil, errors.New("dropboxsign: oauth2.Config has no ClientID")
+		return nil, configErrorf("oauth2.Config has no ClientID")
 	}
 	exchange, refresh, err := tokenURLs(c.Endpoint.TokenURL)
 	if err != nil {

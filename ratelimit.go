@@ -71,3 +71,26 @@ func ErrorRateLimit(err error) (RateLimit, bool) {
 	}
 	return ParseRateLimit(re.Response.Header)
 }
+
+// rateLimitedUntil reads when a rate-limited token request may be sent
+// again: Retry-After (seconds or an HTTP date) if present, else
+// X-Ratelimit-Reset.
+func rateLimitedUntil(err error, now time.Time) (time.Time, bool) {
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || re.Response == nil {
+		return time.Time{}, false
+	}
+	h := re.Response.Header
+	if ra := strings.TrimSpace(h.Get("Retry-After")); ra != "" {
+		if secs, err := strconv.ParseInt(ra, 10, 64); err == nil && secs >= 0 && secs < 1<<31 {
+			return now.Add(time.Duration(secs) * time.Second), true
+		}
+		if t, err := http.ParseTime(ra); err == nil {
+			return t, true
+		}
+	}
+	if rl, ok := ParseRateLimit(h); ok && !rl.Reset.IsZero() {
+		return rl.Reset, true
+	}
+	return time.Time{}, false
+}

@@ -28,7 +28,7 @@ func decodeResponse(op string, resp *http.Response, sent time.Time, secrets []st
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
 	re := &oauth2.RetrieveError{Response: resp, Body: body}
 	fail := func(format string, args ...any) *tokenError {
-		return &tokenError{op: op, status: resp.Status, msg: fmt.Sprintf(format, args...), retrieve: re}
+		return &tokenError{op: op, status: sanitize(resp.Status, secrets), msg: fmt.Sprintf(format, args...), retrieve: re}
 	}
 	if err != nil {
 		return nil, fail("reading response: %v", err)
@@ -48,7 +48,7 @@ func decodeResponse(op string, resp *http.Response, sent time.Time, secrets []st
 		return nil, e
 	}
 	if jsonErr != nil {
-		return nil, fail("response is not a JSON object (Content-Type %q, %d bytes)", resp.Header.Get("Content-Type"), len(body))
+		return nil, fail("response is not a JSON object (Content-Type %q, %d bytes)", sanitize(resp.Header.Get("Content-Type"), secrets), len(body))
 	}
 	tok, err := parseToken(fields, sent, resp.Header)
 	if err != nil {
@@ -176,7 +176,7 @@ func describeError(re *oauth2.RetrieveError, jsonErr error, contentType string, 
 	case re.ErrorCode != "":
 		return sanitize(re.ErrorCode, secrets)
 	case jsonErr != nil:
-		return fmt.Sprintf("response is not JSON (Content-Type %q, %d bytes)", contentType, len(re.Body))
+		return fmt.Sprintf("response is not JSON (Content-Type %q, %d bytes)", sanitize(contentType, secrets), len(re.Body))
 	default:
 		return "error response without an error code"
 	}
@@ -201,7 +201,7 @@ type tokenError struct {
 }
 
 func (e *tokenError) Error() string {
-	return "dropboxsign: " + e.op + ": " + sanitize(e.status, nil) + ": " + e.msg
+	return "dropboxsign: " + e.op + ": " + e.status + ": " + e.msg
 }
 
 func (e *tokenError) Unwrap() error { return e.retrieve }

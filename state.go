@@ -14,6 +14,7 @@ type state struct {
 	expires     bool          // false: tok has no Expiry and is never refreshed ahead
 	refreshAt   time.Time     // start of the refresh-ahead window
 	usableUntil time.Time     // after this, callers wait for a new token
+	rejected    bool          // the API refused tok: never hand it out again
 
 	err      error     // why the last refresh failed; nil after a success
 	failures int       // consecutive refresh failures
@@ -57,15 +58,15 @@ func newState(tok *oauth2.Token, window time.Duration) *state {
 // fresh reports whether tok can be handed out with nothing else to do: the
 // hot path's whole test.
 func (st *state) fresh(now time.Time) bool {
-	return st.saveErr == nil && (!st.expires || now.Before(st.refreshAt))
+	return st.saveErr == nil && !st.rejected && (!st.expires || now.Before(st.refreshAt))
 }
 
 func (st *state) usable(now time.Time) bool {
-	return st.tok != nil && st.tok.AccessToken != "" && (!st.expires || now.Before(st.usableUntil))
+	return st.tok != nil && st.tok.AccessToken != "" && !st.rejected && (!st.expires || now.Before(st.usableUntil))
 }
 
 func (st *state) needsRefresh(now time.Time) bool {
-	return st.expires && !now.Before(st.refreshAt)
+	return st.rejected || (st.expires && !now.Before(st.refreshAt))
 }
 
 // refreshDue and saveDue report whether a background run would do anything.
@@ -83,18 +84,44 @@ func (st *state) failed(err error, now time.Time) *state {
 	next := *st
 	next.err = err
 	next.failures++
-	next.retryAt = now.Add(backoff(next.failures))
+	next.retryAt = retryAt(err, next.failures, now)
 	return &next
+}
+
+// maxRateLimitWait bounds how long a rate-limit answer can stop refreshes: a
+// reset time further out than this is taken for a broken header.
+const maxRateLimitWait = time.Hour
+
+// retryAt is when the next refresh may be tried after the n-th consecutive
+// failure, err. Errors that retrying cannot fix wait the longest backoff at
+// once; a rate-limit answer is never retried before it says.
+func retryAt(err error, n int, now time.Time) time.Time {
+	switch Classify(err) {
+	case Reauthorize, Misconfigured:
+		return now.Add(maxBackoff)
+	case RateLimited:
+		at := now.Add(backoff(n))
+		if notBefore, ok := rateLimitedUntil(err, now); ok && notBefore.After(at) {
+			at = notBefore
+			if limit := now.Add(maxRateLimitWait); at.After(limit) {
+				at = limit
+			}
+		}
+		return at
+	default:
+		return now.Add(backoff(n))
+	}
 }
 
 // backoff is the pause after the n-th consecutive failure: 1 s doubling to a
 // cap of 5 min, stretched by up to half at random so that many sources that
 // failed together do not retry together. It is never below 1 s.
 func backoff(n int) time.Duration {
-	const first, ceiling = time.Second, 5 * time.Minute
-	d := ceiling
+	d := maxBackoff
 	if n < 10 {
-		d = min(first<<(n-1), ceiling)
+		d = min(firstBackoff<<(n-1), maxBackoff)
 	}
-	return min(d+time.Duration(rand.Float64()*float64(d/2)), ceiling)
+	return min(d+time.Duration(rand.Float64()*float64(d/2)), maxBackoff)
 }
+
+const firstBackoff, maxBackoff = time.Second, 5 * time.Minute

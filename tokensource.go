@@ -177,8 +177,46 @@ func (s *TokenSource) run() (any, error) {
 	default:
 		return st, nil
 	}
-	s.state.Store(st)
-	return st, nil
+	return s.publish(st), nil
+}
+
+// publish makes next, built from the state a run loaded, the current state.
+// Runs are the only writers but for Invalidate, so if the state moved on it
+// was Invalidate: its mark carries over when next still holds that token.
+func (s *TokenSource) publish(next *state) *state {
+	for {
+		cur := s.state.Load()
+		if cur.rejected && sameToken(cur.tok, next.tok) {
+			next.rejected = true
+		}
+		if s.state.CompareAndSwap(cur, next) {
+			return next
+		}
+	}
+}
+
+// Invalidate reports that the API refused t although it had not expired (it
+// was revoked, or the clocks disagree). If t is still the source's token,
+// callers stop getting it and the next call waits for a refresh; if the
+// source has already moved on to a newer token, nothing happens, so any
+// number of callers may report the same refused token and it costs one
+// refresh. The client from [NewClient] calls it by itself on a 401.
+func (s *TokenSource) Invalidate(t *oauth2.Token) {
+	for {
+		st := s.state.Load()
+		if st.rejected || t == nil || !sameToken(st.tok, t) {
+			return
+		}
+		next := *st
+		next.rejected = true
+		if s.state.CompareAndSwap(st, &next) {
+			return
+		}
+	}
+}
+
+func sameToken(a, b *oauth2.Token) bool {
+	return a != nil && b != nil && a.AccessToken == b.AccessToken
 }
 
 // refresh makes one token request and returns the state that follows it.

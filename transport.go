@@ -2,6 +2,7 @@ package dropboxsign
 
 import (
 	"context"
+	"io"
 	"net/http"
 
 	"golang.org/x/oauth2"
@@ -19,7 +20,13 @@ import (
 // CheckRedirect, Jar and Timeout carry over, as with [oauth2.NewClient].
 //
 // If no token can be had, the request fails with the token source's error
-// and is not sent. [oauth2.NewClient] with a [TokenSource] works too.
+// and is not sent. If the API answers 401 to a token the source thought
+// valid, the client marks that token bad ([TokenSource.Invalidate]) and, when
+// the request's body can be replayed (no body, or GetBody set, as
+// [http.NewRequest] does for in-memory bodies), sends the request once more
+// with a new token; the caller gets the second answer, whatever it is.
+//
+// [oauth2.NewClient] with a [TokenSource] works too, without the 401 retry.
 func NewClient(ctx context.Context, c *oauth2.Config, t *oauth2.Token, opts ...Option) *http.Client {
 	src := NewTokenSource(ctx, c, t, opts...)
 	hc := contextClient(ctx)
@@ -50,14 +57,43 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	// A shallow copy with its own Header is all the change needs; the base
-	// transport closes the shared body.
-	authorized := new(http.Request)
-	*authorized = *req
-	authorized.Header = req.Header.Clone()
-	if authorized.Header == nil {
-		authorized.Header = make(http.Header, 1)
+	resp, err := t.base.RoundTrip(authorize(req, tok))
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		return resp, err
 	}
-	tok.SetAuthHeader(authorized)
-	return t.base.RoundTrip(authorized)
+
+	// The API refused a token the source thought valid: revoked, or the
+	// clocks disagree. Mark that token (only that one) bad, and replay the
+	// request once with a new token if its body can be sent again.
+	t.source.Invalidate(tok)
+	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
+	if !replayable {
+		return resp, nil
+	}
+	fresh, err := t.source.TokenContext(req.Context())
+	if err != nil || fresh.AccessToken == tok.AccessToken {
+		return resp, nil // no better token: the caller gets the API's answer
+	}
+	retry := authorize(req, fresh)
+	if req.GetBody != nil {
+		if retry.Body, err = req.GetBody(); err != nil {
+			return resp, nil
+		}
+	}
+	io.CopyN(io.Discard, resp.Body, 4<<10) // let the connection be reused
+	resp.Body.Close()
+	return t.base.RoundTrip(retry)
+}
+
+// authorize returns a shallow copy of req, with its own Header carrying tok;
+// req itself is not modified, as a RoundTripper must not.
+func authorize(req *http.Request, tok *oauth2.Token) *http.Request {
+	r := new(http.Request)
+	*r = *req
+	r.Header = req.Header.Clone()
+	if r.Header == nil {
+		r.Header = make(http.Header, 1)
+	}
+	tok.SetAuthHeader(r)
+	return r
 }

@@ -25,27 +25,34 @@ func (s *Server) InjectFault(f Fault) {
 	s.mu.Unlock()
 }
 
-// ClearFaults removes every queued fault.
-func (s *Server) ClearFaults() {
+// InjectAPIFault queues f for the API routes, as InjectFault does for the
+// token route: the next API requests get it whatever their token.
+func (s *Server) InjectAPIFault(f Fault) {
 	s.mu.Lock()
-	s.faults = nil
+	s.apiFaults = append(s.apiFaults, f)
 	s.mu.Unlock()
 }
 
-// takeFault pops the fault for one request; the caller holds s.mu.
-func (s *Server) takeFault() (Fault, bool) {
-	if len(s.faults) == 0 {
+// ClearFaults removes every queued fault, of both kinds.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	s.faults, s.apiFaults = nil, nil
+	s.mu.Unlock()
+}
+
+// takeFault pops the fault for one request from queue; the caller holds s.mu.
+func takeFault(queue *[]Fault) (Fault, bool) {
+	if len(*queue) == 0 {
 		return Fault{}, false
 	}
-	f := s.faults[0]
+	f := (*queue)[0]
 	if f.Count > 0 {
 		if f.Count == 1 {
-			s.faults = s.faults[1:]
+			*queue = (*queue)[1:]
 		} else {
-			s.faults[0].Count--
+			(*queue)[0].Count--
 		}
 	}
-	s.stats.Faults++
 	return f, true
 }
 

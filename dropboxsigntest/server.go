@@ -11,8 +11,8 @@
 //
 // The server counts what it sees ([Server.Stats]), records every token
 // request ([Server.TokenRequests]) and can be told to misbehave: slow token
-// responses, injected error answers ([Server.InjectFault]), short token
-// lifetimes, revoked access tokens. All methods are safe for concurrent use.
+// responses, injected error answers ([Server.InjectFault],
+// [Server.InjectAPIFault]), short token lifetimes, revoked access tokens. All methods are safe for concurrent use.
 package dropboxsigntest
 
 import (
@@ -64,6 +64,7 @@ type Server struct {
 	denyConsent bool
 	callbackURL string
 	faults      []Fault
+	apiFaults   []Fault
 	codes       map[string]codeGrant
 	access      map[string]accessGrant
 	refresh     map[string]refreshGrant
@@ -98,6 +99,7 @@ type Stats struct {
 	Exchanges          int // successful code exchanges
 	Refreshes          int // successful refreshes
 	Faults             int // token requests answered by an injected fault
+	APIFaults          int // API requests answered by an injected fault
 	StaleRefreshTokens int // refresh requests presenting a rotated-away refresh token
 	APICalls           int // requests to the API routes
 	APIRejected        int // API requests refused for a missing, unknown or expired token
@@ -377,7 +379,10 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	latency, hold := s.latency, s.hold
-	fault, faulted := s.takeFault()
+	fault, faulted := takeFault(&s.faults)
+	if faulted {
+		s.stats.Faults++
+	}
 	s.mu.Unlock()
 
 	if hold != nil {
@@ -475,6 +480,12 @@ func (s *Server) refreshToken(req map[string]string) (int, any) {
 func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.stats.APICalls++
+	if fault, faulted := takeFault(&s.apiFaults); faulted {
+		s.stats.APIFaults++
+		s.mu.Unlock()
+		fault.write(w)
+		return
+	}
 	grant, ok := s.access[bearer(r)]
 	if !ok || !time.Now().Before(grant.expires) {
 		s.stats.APIRejected++
