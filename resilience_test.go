@@ -1,0 +1,352 @@
+package dropboxsign_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/dropboxsigntest"
+	"golang.org/x/oauth2"
+)
+
+func TestRateLimitedRefreshWaitsForTheReset(t *testing.T) {
+	srv := newServer(t)
+	clk := newClock()
+	old := srv.IssueToken()
+	clk.Set(old.Expiry.Add(time.Second))
+	reset := clk.Now().Add(30 * time.Second)
+	srv.InjectFault(dropboxsigntest.RateLimited(reset))
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), old, dropboxsign.WithClock(clk.Now))
+
+	_, err := ts.TokenContext(testContext(t))
+	if dropboxsign.Classify(err) != dropboxsign.RateLimited {
+		t.Fatalf("err = %v (%v), want rate limited", err, dropboxsign.Classify(err))
+	}
+	clk.Advance(20 * time.Second) // far past any plain backoff, before the reset
+	_, err = ts.TokenContext(testContext(t))
+	rl, ok := dropboxsign.ErrorRateLimit(err)
+	if !ok || rl.Remaining != 0 || srv.Stats().TokenRequests != 1 {
+		t.Fatalf("before the reset: err = %v, rate limit %+v %v, %d requests; want the 429 again and no request",
+			err, rl, ok, srv.Stats().TokenRequests)
+	}
+	srv.ClearFaults()
+	clk.Set(reset.Add(time.Second))
+	if _, err := ts.TokenContext(testContext(t)); err != nil {
+		t.Fatalf("after the reset: %v", err)
+	}
+	if n := srv.Stats().TokenRequests; n != 2 {
+		t.Errorf("token requests = %d, want 2", n)
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	srv := newServer(t)
+	clk := newClock()
+	old := srv.IssueToken()
+	f := dropboxsigntest.EnvelopeError(429, "exceeded_rate", "Too many requests.")
+	f.Header.Set("Retry-After", "10")
+	f.Count = 1
+	srv.InjectFault(f)
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), old, dropboxsign.WithClock(clk.Now))
+	clk.Set(old.Expiry.Add(time.Second))
+	ts.TokenContext(testContext(t))
+	clk.Advance(9 * time.Second)
+	ts.TokenContext(testContext(t))
+	if n := srv.Stats().TokenRequests; n != 1 {
+		t.Fatalf("retried %d times before Retry-After", n-1)
+	}
+	clk.Advance(2 * time.Second)
+	if _, err := ts.TokenContext(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTerminalErrorsAreNotRetriedInALoop(t *testing.T) {
+	for _, tc := range []struct {
+		fault dropboxsigntest.Fault
+		class dropboxsign.Class
+	}{
+		{dropboxsigntest.OAuthError(400, "invalid_grant", "The refresh token is invalid."), dropboxsign.Reauthorize},
+		{dropboxsigntest.EnvelopeError(401, "unauthorized", "Unauthorized."), dropboxsign.Reauthorize},
+		{dropboxsigntest.OAuthError(401, "invalid_client", "Bad client."), dropboxsign.Misconfigured},
+		{dropboxsigntest.EnvelopeError(402, "payment_required", "Pay."), dropboxsign.Misconfigured},
+		{dropboxsigntest.EnvelopeError(404, "not_found", "No."), dropboxsign.Misconfigured},
+	} {
+		srv := newServer(t)
+		clk := newClock()
+		old := srv.IssueToken()
+		srv.InjectFault(tc.fault)
+		ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), old, dropboxsign.WithClock(clk.Now))
+		clk.Set(old.Expiry.Add(time.Second))
+		for i := range 50 {
+			_, err := ts.TokenContext(testContext(t))
+			var re *oauth2.RetrieveError
+			if c := dropboxsign.Classify(err); c != tc.class || !c.Terminal() || !errors.As(err, &re) {
+				t.Fatalf("%s, call %d: err = %v, class %v; want %v", tc.fault.Body, i, err, c, tc.class)
+			}
+			clk.Advance(5 * time.Second)
+		}
+		if n := srv.Stats().TokenRequests; n != 1 {
+			t.Errorf("%s: %d token requests in 250 s, want 1", tc.fault.Body, n)
+		}
+		clk.Advance(time.Minute) // past the 5 min ceiling: one more try, not a loop
+		ts.TokenContext(testContext(t))
+		if n := srv.Stats().TokenRequests; n != 2 {
+			t.Errorf("%s: %d token requests after 5 min, want 2", tc.fault.Body, n)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	cases := map[string]struct {
+		err  error
+		want dropboxsign.Class
+	}{}
+	refresh := func(f dropboxsigntest.Fault) error {
+		f.Count = 1
+		srv.InjectFault(f)
+		_, err := dropboxsign.Refresh(ctx, srv.Config(), "rt")
+		return err
+	}
+	cases["nil"] = struct {
+		err  error
+		want dropboxsign.Class
+	}{nil, dropboxsign.NotAnError}
+	add := func(name string, err error, want dropboxsign.Class) {
+		cases[name] = struct {
+			err  error
+			want dropboxsign.Class
+		}{err, want}
+	}
+	add("503", refresh(dropboxsigntest.Fault{Status: 503}), dropboxsign.Temporary)
+	add("html 502", refresh(dropboxsigntest.BadGateway()), dropboxsign.Temporary)
+	add("408", refresh(dropboxsigntest.Fault{Status: 408}), dropboxsign.Temporary)
+	add("broken 200", refresh(dropboxsigntest.Fault{Status: 200, Body: "{"}), dropboxsign.Temporary)
+	add("429", refresh(dropboxsigntest.RateLimited(time.Now())), dropboxsign.RateLimited)
+	add("bare 429", refresh(dropboxsigntest.Fault{Status: 429}), dropboxsign.RateLimited)
+	add("invalid_grant", refresh(dropboxsigntest.OAuthError(400, "invalid_grant", "")), dropboxsign.Reauthorize)
+	add("invalid_client", refresh(dropboxsigntest.OAuthError(401, "invalid_client", "")), dropboxsign.Misconfigured)
+	add("forbidden", refresh(dropboxsigntest.EnvelopeError(403, "forbidden", "")), dropboxsign.Misconfigured)
+	add("bare 400", refresh(dropboxsigntest.Fault{Status: 400}), dropboxsign.Misconfigured)
+	_, err := dropboxsign.Refresh(ctx, &oauth2.Config{ClientID: "x", Endpoint: oauth2.Endpoint{TokenURL: "http://example.com/"}}, "rt")
+	add("insecure", err, dropboxsign.Misconfigured)
+	_, err = dropboxsign.Refresh(ctx, nil, "rt")
+	add("nil config", err, dropboxsign.Misconfigured)
+	_, err = dropboxsign.Refresh(ctx, srv.Config(), "")
+	add("no refresh token", err, dropboxsign.Reauthorize)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = dropboxsign.Refresh(cancelled, srv.Config(), "rt")
+	add("cancelled", err, dropboxsign.Temporary)
+	for name, tc := range cases {
+		if got := dropboxsign.Classify(tc.err); got != tc.want {
+			t.Errorf("%s: Classify(%v) = %v, want %v", name, tc.err, got, tc.want)
+		}
+	}
+}
+
+// A 401 to a token the source thought valid: that token is marked bad, one
+// refresh happens, and the request is sent once more with the new token.
+func TestRejectedTokenIsReplacedAndTheRequestReplayed(t *testing.T) {
+	srv := newServer(t)
+	client := dropboxsign.NewClient(testContext(t), srv.Config(), srv.IssueToken())
+	if get(t, client, srv.AccountURL()) != 200 {
+		t.Fatal("first call failed")
+	}
+	srv.RevokeAccessTokens()
+
+	const callers = 16
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range callers {
+		wg.Go(func() {
+			req, _ := http.NewRequest("POST", srv.AccountURL(), strings.NewReader(`{"x":1}`)) // GetBody set
+			resp, err := client.Do(req)
+			if err != nil || resp.StatusCode != 200 {
+				failed.Add(1)
+			}
+			if resp != nil {
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d calls failed", n)
+	}
+	st := srv.Stats()
+	if st.Refreshes != 1 {
+		t.Errorf("refreshes = %d for one revoked token, want 1", st.Refreshes)
+	}
+	if st.APIRejected < 1 || st.APIRejected > callers || st.APICalls != 1+callers+st.APIRejected {
+		t.Errorf("API calls %d, rejected %d: want each rejected call replayed exactly once", st.APICalls, st.APIRejected)
+	}
+}
+
+func TestRejectionIsNotRetriedTwiceNorWithoutAReplayableBody(t *testing.T) {
+	srv := newServer(t)
+	client := dropboxsign.NewClient(testContext(t), srv.Config(), srv.IssueToken())
+
+	// Every API answer is 401: one replay with one new token, then the 401.
+	srv.InjectAPIFault(dropboxsigntest.EnvelopeError(401, "unauthorized", "Unauthorized api key."))
+	if status := get(t, client, srv.AccountURL()); status != 401 {
+		t.Errorf("status = %d, want the second 401", status)
+	}
+	if st := srv.Stats(); st.APICalls != 2 || st.Refreshes != 1 {
+		t.Errorf("API calls %d, refreshes %d; want 2 and 1", st.APICalls, st.Refreshes)
+	}
+
+	// A body that cannot be replayed: the token is still marked bad, the
+	// request is not sent again.
+	body := io.NopCloser(strings.NewReader("once"))
+	req, _ := http.NewRequest("POST", srv.AccountURL(), body)
+	req.GetBody = nil
+	resp, err := client.Do(req)
+	if err != nil || resp.StatusCode != 401 {
+		t.Fatalf("unreplayable: %v, %v", resp, err)
+	}
+	resp.Body.Close()
+	if st := srv.Stats(); st.APICalls != 3 {
+		t.Errorf("API calls = %d, want 3: no replay", st.APICalls)
+	}
+	srv.ClearFaults()
+	if get(t, client, srv.AccountURL()) != 200 || srv.Stats().Refreshes != 2 {
+		t.Errorf("after an unreplayed 401 the next call should refresh once: %+v", srv.Stats())
+	}
+}
+
+func TestInvalidatingAnOldTokenKeepsTheNewerOne(t *testing.T) {
+	srv := newServer(t)
+	old := srv.IssueToken()
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), old)
+	first, _ := ts.TokenContext(testContext(t))
+	ts.Invalidate(first)
+	second, err := ts.TokenContext(testContext(t))
+	if err != nil || second.AccessToken == first.AccessToken {
+		t.Fatalf("after Invalidate: %v, %v", second, err)
+	}
+	ts.Invalidate(first) // late report about the old token
+	ts.Invalidate(&oauth2.Token{AccessToken: "someone else's"})
+	ts.Invalidate(nil)
+	third, _ := ts.TokenContext(testContext(t))
+	if third != second || srv.Stats().Refreshes != 1 {
+		t.Errorf("a stale Invalidate discarded the newer token (refreshes %d)", srv.Stats().Refreshes)
+	}
+}
+
+func TestHungTokenEndpointIsBoundedByTheTimeout(t *testing.T) {
+	srv := newServer(t)
+	release := srv.HoldTokenResponses() // the endpoint never answers
+	defer release()
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), expired(srv.IssueToken()),
+		dropboxsign.WithTimeout(50*time.Millisecond))
+	_, err := ts.TokenContext(context.Background()) // no deadline of the caller's own
+	if !errors.Is(err, context.DeadlineExceeded) || dropboxsign.Classify(err) != dropboxsign.Temporary {
+		t.Errorf("err = %v, want a deadline error", err)
+	}
+}
+
+func TestGzipBombIsBounded(t *testing.T) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write([]byte(`{"access_token":"`))
+	zw.Write(make([]byte, 8<<20)) // 8 MiB of zeros, about 8 KiB compressed
+	zw.Close()
+	srv := newServer(t)
+	srv.InjectFault(dropboxsigntest.Fault{Status: 200, Body: buf.String(), Count: 1,
+		Header: http.Header{"Content-Encoding": {"gzip"}, "Content-Type": {"application/json"}}})
+	_, err := dropboxsign.Refresh(testContext(t), srv.Config(), "rt")
+	var re *oauth2.RetrieveError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "exceeds 1048576 bytes") || len(re.Body) > 1<<20 {
+		t.Errorf("err = %v, want the body cut at 1 MiB", err)
+	}
+}
+
+// Churn: many goroutines through oauth2.NewClient, NewClient and
+// TokenContext for several seconds of 1-second tokens whose refresh tokens
+// rotate. Nothing fails, no stale refresh token is ever presented, and the
+// refreshes stay near one per half lifetime.
+func TestChurnWithOneSecondRotatingTokens(t *testing.T) {
+	if testing.Short() {
+		t.Skip("several seconds")
+	}
+	srv := newServer(t)
+	srv.SetLifetime(time.Second)
+	ctx := testContext(t)
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), srv.IssueToken())
+	theirs := oauth2.NewClient(ctx, ts)
+	ours := dropboxsign.NewClient(ctx, srv.Config(), srv.IssueToken())
+
+	const duration = 3 * time.Second
+	deadline := time.Now().Add(duration)
+	var calls, failures atomic.Int64
+	var firstFailure atomic.Value
+	var wg sync.WaitGroup
+	for i := range 24 {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				var err error
+				switch i % 3 {
+				case 0:
+					err = call(theirs, srv.AccountURL())
+				case 1:
+					err = call(ours, srv.AccountURL())
+				default: // a hand-made request with the token from TokenContext
+					var tok *oauth2.Token
+					if tok, err = ts.TokenContext(ctx); err == nil {
+						req, _ := http.NewRequest("GET", srv.AccountURL(), nil)
+						tok.SetAuthHeader(req)
+						err = do(http.DefaultClient, req)
+					}
+				}
+				calls.Add(1)
+				if err != nil {
+					failures.Add(1)
+					firstFailure.CompareAndSwap(nil, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := srv.Stats()
+	t.Logf("%d calls, %d API calls, %d refreshes", calls.Load(), st.APICalls, st.Refreshes)
+	if n := failures.Load(); n != 0 {
+		t.Errorf("%d of %d calls failed; first: %v", n, calls.Load(), firstFailure.Load())
+	}
+	if st.StaleRefreshTokens != 0 {
+		t.Errorf("%d stale refresh tokens presented", st.StaleRefreshTokens)
+	}
+	// Two sources, each refreshing at half-life: about 2 × 2 × 3 = 12.
+	if max := 2 * (2*int(duration/time.Second) + 2); st.Refreshes == 0 || st.Refreshes > max {
+		t.Errorf("refreshes = %d, want 1..%d", st.Refreshes, max)
+	}
+}
+
+func call(c *http.Client, url string) error {
+	req, _ := http.NewRequest("GET", url, nil)
+	return do(c, req)
+}
+
+func do(c *http.Client, req *http.Request) error {
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 200 {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
