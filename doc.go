@@ -35,8 +35,15 @@
 //
 // A failure that the token endpoint reports wraps an [*oauth2.RetrieveError]
 // whose ErrorCode and ErrorDescription are filled from either of Dropbox
-// Sign's error shapes; [ErrorRateLimit] reads its rate-limit headers. Error
+// Sign's error shapes; [ErrorRateLimit] reads its rate-limit headers and
+// [Classify] tells a user who must re-authorize from a service that should
+// try again later. A rate-limited refresh waits for the reset time; errors
+// that retrying cannot fix are tried again at most every five minutes. Error
 // texts never contain the client secret, a code or a token.
+//
+// When the API refuses a token that had not expired, the client from
+// [NewClient] marks it bad with [TokenSource.Invalidate] and replays the
+// request once with a new token.
 //
 // # Testing
 //
