@@ -24,8 +24,8 @@
 // token may carry the only valid refresh token. The source always refreshes
 // with the newest one and hands each new token to the [WithOnRefresh]
 // function before any caller sees it, so that it can be persisted; a failed
-// save keeps the token and is reported as a [*SaveError] until a retry
-// succeeds.
+// save keeps the token in use, and [TokenSource.TokenContext] reports it as
+// a [*SaveError] until a retry succeeds.
 //
 // The source works as a plain [oauth2.TokenSource]: it can be shared by any
 // number of [oauth2.NewClient] and [oauth2.ReuseTokenSource] wrappers, which

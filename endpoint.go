@@ -56,15 +56,18 @@ func tokenURLs(raw string) (exchange, refresh string, err error) {
 	if u.Host == "" {
 		return "", "", configErrorf("token URL %q has no host", u.Redacted())
 	}
-	r := *u
-	if !r.Query().Has("refresh") {
-		if r.RawQuery == "" {
-			r.RawQuery = "refresh"
-		} else {
-			r.RawQuery += "&refresh"
+	// The exchange goes to the URL without "refresh" in its query, the
+	// refresh to the URL with it, whichever way the URL was given.
+	var kept []string
+	for _, part := range strings.Split(u.RawQuery, "&") {
+		if name, _, _ := strings.Cut(part, "="); part != "" && name != "refresh" {
+			kept = append(kept, part)
 		}
 	}
-	return u.String(), r.String(), nil
+	e, r := *u, *u
+	e.RawQuery = strings.Join(kept, "&")
+	r.RawQuery = strings.Join(append(kept, "refresh"), "&")
+	return e.String(), r.String(), nil
 }
 
 func isLoopback(host string) bool {

@@ -103,10 +103,10 @@ func TestRefreshWireFormat(t *testing.T) {
 }
 
 func TestRefreshKeepsTheTokenURLQuery(t *testing.T) {
-	for _, tc := range []struct{ query, want string }{
-		{"?tenant=eu", "tenant=eu&refresh"},
-		{"?refresh", "refresh"},
-		{"?refresh&x=1", "refresh&x=1"},
+	for _, tc := range []struct{ query, refresh, exchange string }{
+		{"?tenant=eu", "tenant=eu&refresh", "tenant=eu"},
+		{"?refresh", "refresh", ""},
+		{"?refresh&x=1", "x=1&refresh", "x=1"},
 	} {
 		srv := newServer(t)
 		conf := srv.Config()
@@ -114,8 +114,14 @@ func TestRefreshKeepsTheTokenURLQuery(t *testing.T) {
 		if _, err := dropboxsign.Refresh(testContext(t), conf, srv.IssueToken().RefreshToken); err != nil {
 			t.Fatal(err)
 		}
-		if got := srv.TokenRequests()[0].RawQuery; got != tc.want {
-			t.Errorf("TokenURL query %q: refresh query = %q, want %q", tc.query, got, tc.want)
+		code := authorize(t, srv, conf, "s")
+		if _, err := dropboxsign.Exchange(testContext(t), conf, code, "s"); err != nil {
+			t.Fatal(err)
+		}
+		reqs := srv.TokenRequests()
+		if reqs[0].RawQuery != tc.refresh || reqs[1].RawQuery != tc.exchange {
+			t.Errorf("TokenURL query %q: refresh query %q, exchange query %q; want %q and %q",
+				tc.query, reqs[0].RawQuery, reqs[1].RawQuery, tc.refresh, tc.exchange)
 		}
 	}
 }
@@ -143,7 +149,8 @@ func TestResponseParsing(t *testing.T) {
 	}{
 		{"number", `{"access_token":"a","expires_in":7200}`, secs * time.Second, "", nil},
 		{"numeric string", `{"access_token":"a","expires_in":" 7200 "}`, secs * time.Second, "", nil},
-		{"fractional", `{"access_token":"a","expires_in":7200.9}`, secs * time.Second, "", nil},
+		{"fractional, rounded up", `{"access_token":"a","expires_in":7199.1}`, secs * time.Second, "", nil},
+		{"epoch", fmt.Sprintf(`{"access_token":"a","expires_in":%d}`, time.Now().Unix()+secs), secs * time.Second, "", nil},
 		{"no expiry", `{"access_token":"a"}`, 0, "", nil},
 		{"null expiry", `{"access_token":"a","expires_in":null}`, 0, "", nil},
 		{"lowercase type, extras", `{"access_token":"a","token_type":"bearer","expires_in":7200,"scope":"basic_account_info","n":1e400}`, secs * time.Second, "scope", "basic_account_info"},
@@ -159,7 +166,7 @@ func TestResponseParsing(t *testing.T) {
 			if tc.want == 0 && (!tok.Expiry.IsZero() || tok.ExpiresIn != 0) {
 				t.Errorf("Expiry = %v, ExpiresIn = %d, want none", tok.Expiry, tok.ExpiresIn)
 			}
-			if tc.want > 0 && (tok.ExpiresIn != secs || tok.Expiry.Sub(sent) < tc.want || tok.Expiry.Sub(sent) > tc.want+time.Minute) {
+			if tc.want > 0 && (tok.ExpiresIn < secs-1 || tok.ExpiresIn > secs || tok.Expiry.Sub(sent) < tc.want-time.Second || tok.Expiry.Sub(sent) > tc.want+time.Minute) {
 				t.Errorf("Expiry in %v, ExpiresIn = %d, want %v", tok.Expiry.Sub(sent), tok.ExpiresIn, tc.want)
 			}
 			if tok.Type() != "Bearer" {
@@ -203,6 +210,7 @@ func TestErrorResponses(t *testing.T) {
 		{"negative expiry", dropboxsigntest.Fault{Status: 200, Body: `{"access_token":"a","expires_in":-5}`}, 200, "", "", "expires_in is negative", false},
 		{"absurd expiry", dropboxsigntest.Fault{Status: 200, Body: `{"access_token":"a","expires_in":1e300}`}, 200, "", "", "expires_in is larger than", false},
 		{"word expiry", dropboxsigntest.Fault{Status: 200, Body: `{"access_token":"a","expires_in":"soon"}`}, 200, "", "", "expires_in is not a number", false},
+		{"past epoch", dropboxsigntest.Fault{Status: 200, Body: fmt.Sprintf(`{"access_token":"a","expires_in":%d}`, time.Now().Unix()-60)}, 200, "", "", "expires_in is a time in the past", false},
 		{"huge body", dropboxsigntest.Fault{Status: 200, Body: huge}, 200, "", "", "response body exceeds 1048576 bytes", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,3 +15,9 @@ func WithAfterRun(fn func()) Option {
 
 // Backoff exposes the backoff schedule.
 var Backoff = backoff
+
+// WithKicked registers fn to be called, synchronously in the caller, each
+// time a call starts a background run.
+func WithKicked(fn func()) Option {
+	return func(o *options) { o.kicked = fn }
+}

@@ -97,3 +97,10 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	return base.RoundTrip(r)
 }
+
+// kicks counts the background runs that calls start, synchronously.
+type kicks struct{ n atomic.Int64 }
+
+func (k *kicks) option() dropboxsign.Option {
+	return dropboxsign.WithKicked(func() { k.n.Add(1) })
+}

@@ -22,6 +22,7 @@ type options struct {
 	// Seams for tests (see export_test.go).
 	now      func() time.Time
 	afterRun func()
+	kicked   func()
 }
 
 func defaultOptions() options {
@@ -36,16 +37,19 @@ func defaultOptions() options {
 // Dropbox Sign may rotate the refresh token on every refresh, so the token
 // given to fn may be the only valid credential left: store all of it.
 //
-// If fn returns an error, the new token is still kept in memory and used
-// (its refresh token is the newest one), and the source reports the failure:
-// until a save succeeds, [TokenSource.TokenContext] and [TokenSource.Token]
-// return the usable token together with a [*SaveError]. The save is retried
-// in the background with exponential backoff (1 s, doubling, at most 5 min,
-// with jitter) and again with each newer token; the first success clears the
-// error. Code built on x/oauth2 treats any error as a failure, so requests
-// through such clients fail while the token is unsaved.
+// If fn returns an error (or panics), the new token is still kept in memory
+// and used: its refresh token is the newest one, and API calls go on with it.
+// Until a save succeeds, [TokenSource.TokenContext] returns the token
+// together with a [*SaveError], so that callers can tell; [TokenSource.Token]
+// and the client of [NewClient] use the token without an error, so that
+// x/oauth2 code keeps working. The save is retried, in the background, by
+// the first call after a backoff (1 s, doubling, at most 5 min, with
+// jitter), and again with each newer token; the first success clears the
+// error. fn itself sees every failure first: log or alert there.
 //
-// fn must not modify the token or call the source.
+// fn's context has a deadline ([WithTimeout]); fn should honour it, since
+// the source waits for fn to return. fn must not modify the token or call
+// the source.
 func WithOnRefresh(fn func(ctx context.Context, t *oauth2.Token) error) Option {
 	return func(o *options) { o.onRefresh = fn }
 }
@@ -60,9 +64,10 @@ func WithExpiryWindow(d time.Duration) Option {
 	return func(o *options) { o.window = max(d, 0) }
 }
 
-// WithTimeout bounds each token request, and each call of the
-// [WithOnRefresh] function, that the source makes (default [DefaultTimeout]).
-// It does not bound how long callers wait: their own contexts do that.
+// WithTimeout bounds each token request the source makes (default
+// [DefaultTimeout]), and sets the deadline of the context given to the
+// [WithOnRefresh] function. It does not bound how long callers wait: their
+// own contexts do that.
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) {
 		if d > 0 {

@@ -81,7 +81,7 @@ func parseToken(fields map[string]json.RawMessage, sent time.Time, header http.H
 	if err != nil {
 		return nil, err
 	}
-	secs, err := expiresIn(fields["expires_in"])
+	secs, err := expiresIn(fields["expires_in"], sent)
 	if err != nil {
 		return nil, err
 	}
@@ -117,9 +117,11 @@ func stringField(fields map[string]json.RawMessage, name string) (string, error)
 	return s, nil
 }
 
-// expiresIn reads expires_in: seconds as a JSON number or a numeric string.
-// Absent, null or 0 mean "no expiry known", as in x/oauth2.
-func expiresIn(raw json.RawMessage) (int64, error) {
+// expiresIn reads expires_in: seconds as a JSON number or a numeric string,
+// rounded up. Absent, null or 0 mean "no expiry known", as in x/oauth2. The
+// spec also calls the field an "epoch": a value within ten years of now as a
+// Unix time is read as one.
+func expiresIn(raw json.RawMessage, now time.Time) (int64, error) {
 	if raw == nil || string(raw) == "null" {
 		return 0, nil
 	}
@@ -133,6 +135,13 @@ func expiresIn(raw json.RawMessage) (int64, error) {
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, errors.New("expires_in is not a number")
+	}
+	f = math.Ceil(f)
+	if epoch := float64(now.Unix()); f > maxExpiresIn && math.Abs(f-epoch) <= maxExpiresIn {
+		if f <= epoch {
+			return 0, errors.New("expires_in is a time in the past")
+		}
+		f -= epoch
 	}
 	switch {
 	case f < 0:

@@ -85,6 +85,11 @@ func (st *state) failed(err error, now time.Time) *state {
 	next.err = err
 	next.failures++
 	next.retryAt = retryAt(err, next.failures, now)
+	if st.usable(now) && Classify(err) == Temporary && next.retryAt.After(st.usableUntil) {
+		// Failures met while the token still served callers must not keep
+		// them waiting once it stops serving: try again then.
+		next.retryAt = st.usableUntil
+	}
 	return &next
 }
 
@@ -113,15 +118,15 @@ func retryAt(err error, n int, now time.Time) time.Time {
 	}
 }
 
-// backoff is the pause after the n-th consecutive failure: 1 s doubling to a
-// cap of 5 min, stretched by up to half at random so that many sources that
-// failed together do not retry together. It is never below 1 s.
+// backoff is the pause after the n-th consecutive failure: 1 s, doubling,
+// stretched by up to half at random so that sources that failed together do
+// not retry together, and never above 5 min. It is never below 1 s.
 func backoff(n int) time.Duration {
-	d := maxBackoff
+	base := maxBackoff * 2 / 3 // the jitter keeps the ceiling and a spread of 100 s
 	if n < 10 {
-		d = min(firstBackoff<<(n-1), maxBackoff)
+		base = min(firstBackoff<<(n-1), base)
 	}
-	return min(d+time.Duration(rand.Float64()*float64(d/2)), maxBackoff)
+	return base + time.Duration(rand.Float64()*float64(base/2))
 }
 
 const firstBackoff, maxBackoff = time.Second, 5 * time.Minute

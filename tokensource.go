@@ -33,6 +33,7 @@ type TokenSource struct {
 	opts      options
 	state     atomic.Pointer[state]
 	flight    singleflight.Group
+	kicked    atomic.Bool // a background run is under way
 }
 
 var _ oauth2.TokenSource = (*TokenSource)(nil)
@@ -81,7 +82,7 @@ func NewTokenSource(ctx context.Context, c *oauth2.Config, t *oauth2.Token, opts
 // use [TokenSource.Token] for a private copy.
 //
 // On error the token is nil, except for a [*SaveError]: then the token is
-// valid but not yet persisted (see [WithOnRefresh]). While the source backs
+// valid, in use, but not yet persisted (see [WithOnRefresh]). While the source backs
 // off after failed refreshes and has no usable token, the last refresh error
 // comes back at once, wrapped; [errors.As] finds the [*oauth2.RetrieveError]
 // of a failure the endpoint reported.
@@ -98,11 +99,16 @@ func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 // background context does, but as a private copy, so that x/oauth2's wrappers
 // ([oauth2.ReuseTokenSource], [oauth2.NewClient]) may modify it.
 //
-// The copy's Expiry is the earlier of the real expiry and 10 s after the
-// start of the refresh-ahead window: x/oauth2's wrappers cache a token until
-// 10 s before its Expiry, so this brings them back in time for the source to
-// refresh ahead, rather than at the last moment. The real expiry is in the
-// token from TokenContext.
+// A token that is valid but not yet persisted comes without the [*SaveError]
+// that TokenContext reports: x/oauth2 code treats any error as a failed
+// request, and an unsaved token serves requests as well as any.
+//
+// x/oauth2's wrappers cache a token until 10 s before its Expiry. So that
+// they come back in time for the source to refresh ahead, rather than at the
+// last moment, the copy's Expiry is moved up to 11 s after the later of now
+// and the start of the refresh-ahead window, never past the real expiry: in
+// the window, wrappers ask again about once a second, and the copy is still
+// Valid. The real expiry is in the token from TokenContext.
 func (s *TokenSource) Token() (*oauth2.Token, error) {
 	tok, err := s.TokenContext(context.Background())
 	if tok == nil {
@@ -110,9 +116,17 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 	}
 	copied := *tok
 	if st := newState(tok, s.opts.window); st.expires {
-		if askAgain := st.refreshAt.Add(10 * time.Second); askAgain.Before(copied.Expiry) {
+		askAgain := st.refreshAt
+		if now := s.opts.now(); now.After(askAgain) {
+			askAgain = now
+		}
+		if askAgain = askAgain.Add(11 * time.Second); askAgain.Before(copied.Expiry) {
 			copied.Expiry = askAgain
 		}
+	}
+	var saveErr *SaveError
+	if errors.As(err, &saveErr) {
+		err = nil
 	}
 	return &copied, err
 }
@@ -122,7 +136,7 @@ func (s *TokenSource) slowPath(ctx context.Context, st *state, now time.Time) (*
 		// Static stability: the caller leaves with the token in hand and
 		// any work due runs in the background.
 		if st.refreshDue(now) || st.saveDue(now) {
-			s.flight.DoChan(flightKey, s.run) // buffered result; nobody need read it
+			s.kick()
 		}
 		if st.saveErr != nil {
 			return st.tok, st.saveErr
@@ -153,45 +167,8 @@ func (s *TokenSource) result(st *state) (*oauth2.Token, error) {
 		return st.tok, nil
 	case st.err != nil:
 		return nil, st.err
-	default:
-		return nil, errors.New("dropboxsign: the new token expired before it could be used")
-	}
-}
-
-// run does the one piece of work the current state calls for. singleflight
-// runs it once at a time, so it is the only writer of s.state; it re-reads
-// the state because another run may have just done the work.
-func (s *TokenSource) run() (any, error) {
-	if s.opts.afterRun != nil {
-		defer s.opts.afterRun()
-	}
-	st := s.state.Load()
-	now := s.opts.now()
-	switch {
-	case st.refreshDue(now):
-		st = s.refresh(st, now)
-	case st.saveDue(now):
-		next := *st
-		s.save(&next, st.saveFailures, now)
-		st = &next
-	default:
-		return st, nil
-	}
-	return s.publish(st), nil
-}
-
-// publish makes next, built from the state a run loaded, the current state.
-// Runs are the only writers but for Invalidate, so if the state moved on it
-// was Invalidate: its mark carries over when next still holds that token.
-func (s *TokenSource) publish(next *state) *state {
-	for {
-		cur := s.state.Load()
-		if cur.rejected && sameToken(cur.tok, next.tok) {
-			next.rejected = true
-		}
-		if s.state.CompareAndSwap(cur, next) {
-			return next
-		}
+	default: // a run that had nothing to do, e.g. a rejection came in meanwhile
+		return nil, errors.New("dropboxsign: no usable token; try again")
 	}
 }
 
@@ -217,53 +194,4 @@ func (s *TokenSource) Invalidate(t *oauth2.Token) {
 
 func sameToken(a, b *oauth2.Token) bool {
 	return a != nil && b != nil && a.AccessToken == b.AccessToken
-}
-
-// refresh makes one token request and returns the state that follows it.
-func (s *TokenSource) refresh(st *state, now time.Time) *state {
-	var tok *oauth2.Token
-	var err error
-	switch {
-	case s.configErr != nil:
-		err = s.configErr
-	case st.tok == nil:
-		err = errNoToken
-	default:
-		ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
-		tok, err = s.client.refresh(ctx, st.tok.RefreshToken)
-		cancel()
-	}
-	if err != nil {
-		next := st.failed(err, now)
-		var te *tokenError
-		if errors.As(err, &te) && te.refreshToken != "" && st.tok != nil && te.refreshToken != st.tok.RefreshToken {
-			// A broken response that still carried a new refresh token: the
-			// old one may be spent, so keep and persist the new one.
-			kept := *st.tok
-			kept.RefreshToken = te.refreshToken
-			next.tok = &kept
-			s.save(next, st.saveFailures, now)
-		}
-		return next
-	}
-	next := newState(tok, s.opts.window)
-	s.save(next, st.saveFailures, now)
-	return next
-}
-
-// save persists next.tok with the WithOnRefresh function and records the
-// outcome in next, which is not yet published. failures counts the failed
-// saves before this one, for the backoff.
-func (s *TokenSource) save(next *state, failures int, now time.Time) {
-	next.saveErr, next.saveFailures, next.saveRetryAt = nil, 0, time.Time{}
-	if s.opts.onRefresh == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
-	defer cancel()
-	if err := s.opts.onRefresh(ctx, next.tok); err != nil {
-		next.saveErr = &SaveError{Err: err}
-		next.saveFailures = failures + 1
-		next.saveRetryAt = now.Add(backoff(next.saveFailures))
-	}
 }

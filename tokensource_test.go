@@ -3,8 +3,10 @@ package dropboxsign_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -118,12 +120,12 @@ func TestCancellingTheConstructionContextDoesNotBreakRefreshes(t *testing.T) {
 
 func TestRefreshAheadServesTheCurrentTokenWhileOneBackgroundRefreshRuns(t *testing.T) {
 	srv := newServer(t)
-	clk, done := newClock(), newRuns()
+	clk, done, kicked := newClock(), newRuns(), &kicks{}
 	old := srv.IssueToken()
-	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), old, dropboxsign.WithClock(clk.Now), done.option())
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), old, dropboxsign.WithClock(clk.Now), done.option(), kicked.option())
 
 	clk.Set(old.Expiry.Add(-5*time.Minute - time.Second))
-	if got, _ := ts.TokenContext(context.Background()); got.AccessToken != old.AccessToken || srv.Stats().TokenRequests != 0 {
+	if got, _ := ts.TokenContext(context.Background()); got.AccessToken != old.AccessToken || kicked.n.Load() != 0 {
 		t.Fatal("refreshed before the expiry window")
 	}
 
@@ -144,8 +146,31 @@ func TestRefreshAheadServesTheCurrentTokenWhileOneBackgroundRefreshRuns(t *testi
 	if err != nil || got.AccessToken == old.AccessToken {
 		t.Fatalf("after the background refresh: %v, %v; want the new token", got, err)
 	}
-	if n := srv.Stats().TokenRequests; n != 1 {
-		t.Errorf("token requests = %d, want 1", n)
+	if n := srv.Stats().TokenRequests; n != 1 || kicked.n.Load() != 1 {
+		t.Errorf("token requests = %d, background runs = %d; want 1 and 1", n, kicked.n.Load())
+	}
+}
+
+// In the window, while a slow refresh runs, callers still cost no lock and
+// no allocation: they do not queue on the refresh.
+func TestCallsInTheWindowDoNotQueueOnARunningRefresh(t *testing.T) {
+	srv := newServer(t)
+	clk, kicked := newClock(), &kicks{}
+	old := srv.IssueToken()
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), old, dropboxsign.WithClock(clk.Now), kicked.option())
+	release := srv.HoldTokenResponses()
+	defer release()
+	clk.Set(old.Expiry.Add(-time.Minute))
+	ts.TokenContext(context.Background())
+	if err := srv.WaitTokenRequests(testContext(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if allocs := testing.AllocsPerRun(1000, func() { ts.TokenContext(ctx) }); allocs != 0 {
+		t.Errorf("%v allocations per call while a refresh runs", allocs)
+	}
+	if n := kicked.n.Load(); n != 1 {
+		t.Errorf("%d background runs started, want 1", n)
 	}
 }
 
@@ -164,14 +189,14 @@ func TestUnusableTokenMakesCallersWait(t *testing.T) {
 func TestExpiryWindowIsAtMostHalfTheLifetime(t *testing.T) {
 	srv := newServer(t)
 	srv.SetLifetime(60 * time.Second)
-	clk := newClock()
+	clk, kicked := newClock(), &kicks{}
 	old := srv.IssueToken() // ExpiresIn 60: window 30 s, unusable in the last 6 s
 	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), old, dropboxsign.WithClock(clk.Now),
-		dropboxsign.WithExpiryWindow(time.Hour))
+		dropboxsign.WithExpiryWindow(time.Hour), kicked.option())
 
 	clk.Set(old.Expiry.Add(-31 * time.Second))
 	ts.TokenContext(context.Background())
-	if n := srv.Stats().TokenRequests; n != 0 {
+	if kicked.n.Load() != 0 {
 		t.Fatalf("refresh %v before expiry of a 60 s token", 31*time.Second)
 	}
 	clk.Set(old.Expiry.Add(-7 * time.Second))
@@ -193,13 +218,18 @@ func TestExpiryWindowIsAtMostHalfTheLifetime(t *testing.T) {
 
 func TestZeroExpiryWindowRefreshesOnlyWhenUnusable(t *testing.T) {
 	srv := newServer(t)
-	clk := newClock()
+	clk, kicked := newClock(), &kicks{}
 	old := srv.IssueToken()
-	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), old, dropboxsign.WithClock(clk.Now), dropboxsign.WithExpiryWindow(0))
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), old, dropboxsign.WithClock(clk.Now),
+		dropboxsign.WithExpiryWindow(0), kicked.option())
 	clk.Set(old.Expiry.Add(-11 * time.Second))
 	ts.TokenContext(context.Background())
-	if n := srv.Stats().TokenRequests; n != 0 {
-		t.Fatalf("window 0: %d requests 11 s before expiry", n)
+	if n := kicked.n.Load(); n != 0 {
+		t.Fatalf("window 0: %d refreshes started 11 s before expiry", n)
+	}
+	clk.Set(old.Expiry.Add(-9 * time.Second))
+	if got, err := ts.TokenContext(testContext(t)); err != nil || got.AccessToken == old.AccessToken || kicked.n.Load() != 0 {
+		t.Fatalf("window 0, 9 s before expiry: %v, %v; want to wait for a new token", got, err)
 	}
 }
 
@@ -450,4 +480,133 @@ func nilContextSource(tok *oauth2.Token) *dropboxsign.TokenSource {
 	conf := &oauth2.Config{ClientID: "x", Endpoint: oauth2.Endpoint{TokenURL: "http://example.com/t"}}
 	//lint:ignore SA1012 a nil context must not panic
 	return dropboxsign.NewTokenSource(nil, conf, tok)
+}
+
+func TestUnsavedTokenStillServesNewClientAndToken(t *testing.T) {
+	srv := newServer(t)
+	var saves atomic.Int64
+	failing := dropboxsign.WithOnRefresh(func(context.Context, *oauth2.Token) error {
+		saves.Add(1)
+		return errors.New("database down")
+	})
+	client := dropboxsign.NewClient(testContext(t), srv.Config(), expired(srv.IssueToken()), failing)
+	if status := get(t, client, srv.AccountURL()); status != 200 {
+		t.Errorf("NewClient with an unsaved token: status %d, want 200", status)
+	}
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), expired(srv.IssueToken()), failing)
+	if tok, err := ts.Token(); err != nil || tok == nil {
+		t.Errorf("Token() with an unsaved token: %v, %v; want the token and no error", tok, err)
+	}
+	var saveErr *dropboxsign.SaveError
+	if tok, err := ts.TokenContext(context.Background()); tok == nil || !errors.As(err, &saveErr) {
+		t.Errorf("TokenContext: %v, %v; want the token and its SaveError", tok, err)
+	}
+	if saves.Load() != 2 {
+		t.Errorf("saves = %d, want 2", saves.Load())
+	}
+}
+
+func TestPanickingOrExitingOnRefreshLosesNothing(t *testing.T) {
+	for name, hook := range map[string]func(){
+		"panic":  func() { panic("boom") },
+		"Goexit": runtime.Goexit,
+	} {
+		srv := newServer(t)
+		ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), expired(srv.IssueToken()),
+			dropboxsign.WithOnRefresh(func(context.Context, *oauth2.Token) error { hook(); return nil }))
+		tok, err := ts.TokenContext(testContext(t))
+		var saveErr *dropboxsign.SaveError
+		if tok == nil || !errors.As(err, &saveErr) {
+			t.Errorf("%s: %v, %v; want the token and a SaveError", name, tok, err)
+			continue
+		}
+		// The token was published: the next refresh presents its refresh token.
+		ts.Invalidate(tok)
+		ts.TokenContext(testContext(t))
+		if n := srv.Stats().StaleRefreshTokens; n != 0 {
+			t.Errorf("%s: %d stale refresh tokens", name, n)
+		}
+	}
+}
+
+// A token that is already unusable when it arrives is kept, and the next
+// refresh waits for a backoff instead of following at once.
+func TestTokenUnusableOnArrivalBacksOff(t *testing.T) {
+	srv := newServer(t)
+	srv.SetLifetime(time.Second)
+	clk := newClock()
+	var saved atomic.Pointer[oauth2.Token]
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), expired(srv.IssueToken()), dropboxsign.WithClock(clk.Now),
+		dropboxsign.WithOnRefresh(func(_ context.Context, tok *oauth2.Token) error {
+			saved.Store(tok)
+			clk.Advance(2 * time.Second) // the 1 s token is spent by the time it is out
+			return nil
+		}))
+	if _, err := ts.TokenContext(testContext(t)); err == nil || !strings.Contains(err.Error(), "about to expire on arrival") {
+		t.Fatalf("err = %v", err)
+	}
+	for range 10 {
+		ts.TokenContext(testContext(t))
+	}
+	if n := srv.Stats().TokenRequests; n != 1 {
+		t.Errorf("token requests = %d, want 1 and then a backoff", n)
+	}
+	kept := saved.Load()
+	clk.Advance(1500 * time.Millisecond)
+	ts.TokenContext(testContext(t))
+	if reqs := srv.TokenRequests(); len(reqs) != 2 || !strings.Contains(string(reqs[1].Body), kept.RefreshToken) {
+		t.Errorf("the retry did not present the kept refresh token")
+	}
+}
+
+// A save retry during which the token stops being usable goes on to refresh
+// in the same run, for the callers that joined it.
+func TestSaveRetryRunRefreshesIfTheTokenExpiredMeanwhile(t *testing.T) {
+	srv := newServer(t)
+	clk, done := newClock(), newRuns()
+	var calls atomic.Int64
+	old := srv.IssueToken()
+	var fresh atomic.Pointer[oauth2.Token]
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), old, dropboxsign.WithClock(clk.Now), done.option(),
+		dropboxsign.WithOnRefresh(func(_ context.Context, tok *oauth2.Token) error {
+			switch calls.Add(1) {
+			case 1:
+				fresh.Store(tok)
+				return errors.New("first save fails")
+			case 2: // the retry: time passes beyond the token's usable life
+				clk.Set(tok.Expiry)
+			}
+			return nil
+		}))
+	clk.Set(old.Expiry.Add(time.Second))
+	ts.TokenContext(testContext(t)) // refresh; its save fails
+	done.wait(t)
+	clk.Advance(2 * time.Second)
+	ts.TokenContext(context.Background()) // starts the save retry in the background
+	done.wait(t)
+	got, err := ts.TokenContext(context.Background())
+	if err != nil || got.AccessToken == fresh.Load().AccessToken || srv.Stats().Refreshes != 2 {
+		t.Errorf("after the retry run: %v, %v, %d refreshes; want a second refresh in that run", got, err, srv.Stats().Refreshes)
+	}
+}
+
+func TestBackoffSchedule(t *testing.T) {
+	for n, want := range map[int][2]time.Duration{
+		1:  {time.Second, 1500 * time.Millisecond},
+		2:  {2 * time.Second, 3 * time.Second},
+		3:  {4 * time.Second, 6 * time.Second},
+		20: {200 * time.Second, 5 * time.Minute},
+	} {
+		seen := map[time.Duration]bool{}
+		for range 200 {
+			d := dropboxsign.Backoff(n)
+			if d < want[0] || d > want[1] {
+				t.Fatalf("Backoff(%d) = %v, want within %v", n, d, want)
+			}
+			seen[d] = true
+		}
+		if len(seen) < 100 {
+			t.Errorf("Backoff(%d): only %d distinct values in 200: no jitter", n, len(seen))
+		}
+	}
 }

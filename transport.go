@@ -2,6 +2,7 @@ package dropboxsign
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 
@@ -20,7 +21,7 @@ import (
 // CheckRedirect, Jar and Timeout carry over, as with [oauth2.NewClient].
 //
 // If no token can be had, the request fails with the token source's error
-// and is not sent. If the API answers 401 to a token the source thought
+// and is not sent; a valid token that [WithOnRefresh] failed to save is used. If the API answers 401 to a token the source thought
 // valid, the client marks that token bad ([TokenSource.Invalidate]) and, when
 // the request's body can be replayed (no body, or GetBody set, as
 // [http.NewRequest] does for in-memory bodies), sends the request once more
@@ -50,6 +51,10 @@ type transport struct {
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	tok, err := t.source.TokenContext(req.Context())
+	var saveErr *SaveError
+	if errors.As(err, &saveErr) {
+		err = nil // a valid token that is not yet persisted serves as well
+	}
 	if err != nil {
 		// A RoundTripper must close the body, even when it sends nothing.
 		if req.Body != nil {
@@ -70,8 +75,8 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if !replayable {
 		return resp, nil
 	}
-	fresh, err := t.source.TokenContext(req.Context())
-	if err != nil || fresh.AccessToken == tok.AccessToken {
+	fresh, _ := t.source.TokenContext(req.Context())
+	if fresh == nil || fresh.AccessToken == tok.AccessToken {
 		return resp, nil // no better token: the caller gets the API's answer
 	}
 	retry := authorize(req, fresh)

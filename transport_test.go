@@ -133,7 +133,8 @@ func TestOneSourceServesManyOAuth2Wrappers(t *testing.T) {
 
 // oauth2.ReuseTokenSource caches a token until 10 s before its Expiry; the
 // source's Token shortens that Expiry so that the wrapper comes back during
-// the refresh-ahead window and picks up the new token without waiting.
+// the refresh-ahead window (about once a second) and picks up the new token
+// without waiting, while every token it hands out stays Valid.
 func TestReuseTokenSourceComesBackInTimeForRefreshAhead(t *testing.T) {
 	srv := newServer(t)
 	done := newRuns()
@@ -144,15 +145,26 @@ func TestReuseTokenSourceComesBackInTimeForRefreshAhead(t *testing.T) {
 
 	release := srv.HoldTokenResponses()
 	for range 3 {
-		if tok, err := wrapper.Token(); err != nil || tok.AccessToken != old.AccessToken {
-			t.Fatalf("during the refresh: %v, %v; want the current token at once", tok, err)
+		if tok, err := wrapper.Token(); err != nil || tok.AccessToken != old.AccessToken || !tok.Valid() {
+			t.Fatalf("during the refresh: %v, %v; want the current, Valid token at once", tok, err)
 		}
 	}
 	release()
 	done.wait(t)
-	tok, err := wrapper.Token()
-	if err != nil || tok.AccessToken == old.AccessToken {
-		t.Fatalf("after the refresh the wrapper still has %v (%v)", tok, err)
+	// x/oauth2's clock cannot be moved: poll, within a bound far below the
+	// two minutes an unshortened Expiry would keep the old token cached.
+	var tok *oauth2.Token
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if tok, err = wrapper.Token(); err != nil || !tok.Valid() {
+			t.Fatalf("wrapper: %v, %v", tok, err)
+		}
+		if tok.AccessToken != old.AccessToken {
+			break
+		}
+	}
+	if tok.AccessToken == old.AccessToken {
+		t.Fatal("the wrapper kept the old token")
 	}
 	if real, _ := ts.TokenContext(context.Background()); tok.Expiry.After(real.Expiry) || tok == real {
 		t.Errorf("Token() = %p expiring %v; want a private copy expiring no later than %v", tok, tok.Expiry, real.Expiry)

@@ -140,8 +140,17 @@ func NewServer() *Server {
 	return s
 }
 
-// Close shuts the server down and blocks until all requests have finished.
-func (s *Server) Close() { s.srv.Close() }
+// Close shuts the server down and blocks until all requests have finished;
+// it first releases any held token responses.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.hold != nil {
+		close(s.hold)
+		s.hold = nil
+	}
+	s.mu.Unlock()
+	s.srv.Close()
+}
 
 // Client returns an HTTP client for the server (no proxy, loopback only).
 func (s *Server) Client() *http.Client { return s.srv.Client() }
@@ -219,17 +228,20 @@ func (s *Server) SetDenyConsent(deny bool) {
 func (s *Server) HoldTokenResponses() (release func()) {
 	ch := make(chan struct{})
 	s.mu.Lock()
+	if s.hold != nil {
+		close(s.hold)
+	}
 	s.hold = ch
 	s.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			s.mu.Lock()
-			if s.hold == ch {
+			defer s.mu.Unlock()
+			if s.hold == ch { // else Close or a later hold already closed it
 				s.hold = nil
+				close(ch)
 			}
-			s.mu.Unlock()
-			close(ch)
 		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dropboxsign-go/dropboxsign/dropboxsigntest"
 )
@@ -193,5 +194,36 @@ func TestHoldTokenResponses(t *testing.T) {
 	release() // harmless
 	if s := <-answered; s != 200 {
 		t.Errorf("status %d after release", s)
+	}
+}
+
+func TestLatencyDelaysTokenAnswers(t *testing.T) {
+	srv := dropboxsigntest.NewServer()
+	defer srv.Close()
+	srv.SetLatency(100 * time.Millisecond)
+	start := time.Now()
+	if s, _ := post(t, srv, "?refresh", refreshBody(srv, srv.IssueToken().RefreshToken)); s != 200 {
+		t.Fatalf("status %d", s)
+	}
+	if took := time.Since(start); took < 100*time.Millisecond {
+		t.Errorf("answered in %v, before the 100 ms latency", took)
+	}
+}
+
+func TestCloseReleasesHeldResponses(t *testing.T) {
+	srv := dropboxsigntest.NewServer()
+	srv.HoldTokenResponses()
+	answered := make(chan error, 1)
+	go func() {
+		resp, err := srv.Client().Post(srv.URL+dropboxsigntest.TokenPath+"?refresh", "application/json", strings.NewReader("{}"))
+		if err == nil {
+			resp.Body.Close()
+		}
+		answered <- err
+	}()
+	srv.WaitTokenRequests(context.Background(), 1)
+	srv.Close() // returns: the held answer is let go
+	if err := <-answered; err != nil {
+		t.Errorf("held request: %v", err)
 	}
 }

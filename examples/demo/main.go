@@ -27,8 +27,8 @@ import (
 )
 
 func main() {
-	duration := flag.Duration("duration", 11*time.Second, "how long to make API calls")
-	lifetime := flag.Duration("lifetime", 5*time.Second, "access token lifetime (whole seconds)")
+	duration := flag.Duration("duration", 12*time.Second, "how long to make API calls")
+	lifetime := flag.Duration("lifetime", 6*time.Second, "access token lifetime (whole seconds)")
 	workers := flag.Int("workers", 16, "concurrent API callers")
 	flag.Parse()
 	if err := run(*duration, *lifetime, *workers); err != nil {
