@@ -350,3 +350,29 @@ func do(c *http.Client, req *http.Request) error {
 	}
 	return nil
 }
+
+// Background failures pile up backoff while the token still serves; when
+// it stops serving, one attempt is allowed at once rather than making
+// callers wait out that backoff.
+func TestBackoffFromTheWindowEndsWhenTheTokenStopsServing(t *testing.T) {
+	srv := newServer(t)
+	clk, done := newClock(), newRuns()
+	old := srv.IssueToken()
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), old, dropboxsign.WithClock(clk.Now), done.option())
+	srv.InjectFault(dropboxsigntest.Fault{Status: 503})
+	for _, at := range []time.Duration{-20 * time.Second, -18 * time.Second, -13 * time.Second} {
+		clk.Set(old.Expiry.Add(at))
+		if _, err := ts.TokenContext(context.Background()); err != nil {
+			t.Fatalf("in the window: %v", err)
+		}
+		done.wait(t)
+	}
+	if n := srv.Stats().TokenRequests; n != 3 {
+		t.Fatalf("token requests = %d, want 3 failed background refreshes", n)
+	}
+	srv.ClearFaults()
+	clk.Set(old.Expiry.Add(-10 * time.Second)) // no longer usable; third backoff not over
+	if tok, err := ts.TokenContext(testContext(t)); err != nil || tok.AccessToken == old.AccessToken {
+		t.Errorf("when the token stopped serving: %v, %v; want an attempt at once", tok, err)
+	}
+}
