@@ -18,6 +18,8 @@ type options struct {
 	onRefresh func(context.Context, *oauth2.Token) error
 	window    time.Duration
 	timeout   time.Duration
+	store     Store
+	storeKey  string
 
 	// Seams for tests (see export_test.go).
 	now      func() time.Time

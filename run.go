@@ -3,6 +3,7 @@ package dropboxsign
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -22,10 +23,7 @@ func (s *TokenSource) kick() {
 	if s.opts.kicked != nil {
 		s.opts.kicked()
 	}
-	go func() {
-		defer s.kicked.Store(false)
-		s.flight.Do(flightKey, s.run)
-	}()
+	go s.flight.Do(flightKey, s.run) // run clears the flag
 }
 
 // run does the work the current state calls for and returns the state that
@@ -33,9 +31,12 @@ func (s *TokenSource) kick() {
 // work, and re-checks after a save retry, because the token may have become
 // due for a refresh meanwhile (a caller may be waiting for one).
 func (s *TokenSource) run() (any, error) {
-	if s.opts.afterRun != nil {
-		defer s.opts.afterRun()
-	}
+	defer func() {
+		s.kicked.Store(false) // any run ends what a kick asked for
+		if s.opts.afterRun != nil {
+			s.opts.afterRun()
+		}
+	}()
 	st := s.state.Load()
 	now := s.opts.now()
 	if st.saveDue(now) && !st.refreshDue(now) {
@@ -67,34 +68,104 @@ func (s *TokenSource) publish(next *state) *state {
 
 var errUnusableOnArrival = errors.New("dropboxsign: refresh: the new token was about to expire on arrival (expires_in too short, or the clocks disagree)")
 
-// refresh makes one token request and returns the state that follows it.
+// refresh obtains the next token, from the token endpoint or, with a store,
+// possibly from another process, and returns the state that follows.
 func (s *TokenSource) refresh(st *state, now time.Time) *state {
+	if s.opts.store != nil {
+		return s.refreshShared(st, now)
+	}
+	return s.refreshFrom(st, st.tok, now)
+}
+
+// refreshShared refreshes under the store's lock: another process may have
+// refreshed already, and the stored refresh token is the one to present.
+func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
+	store, key := s.opts.store, s.opts.storeKey
+	ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
+	defer cancel()
+	load := func() (*oauth2.Token, error) {
+		t, err := store.Load(ctx, key)
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		return t, err
+	}
+	// A process that refreshed moments ago spares us the lock.
+	stored, err := load()
+	if err != nil {
+		return st.failed(fmt.Errorf("dropboxsign: store: load %q: %w", key, err), now, true)
+	}
+	if next := s.adopt(st, stored, now); next != nil {
+		return next
+	}
+	unlock, err := store.Lock(ctx, key)
+	if err != nil {
+		return st.failed(fmt.Errorf("dropboxsign: store: lock %q: %w", key, err), now, true)
+	}
+	defer unlock()
+	if stored, err = load(); err != nil {
+		return st.failed(fmt.Errorf("dropboxsign: store: load %q: %w", key, err), now, true)
+	}
+	if next := s.adopt(st, stored, now); next != nil {
+		return next
+	}
+	base := stored
+	if base == nil {
+		base = st.tok // nothing stored yet: our token seeds the store
+	}
+	next := s.refreshFrom(st, base, now)
+	return next
+}
+
+// adopt returns the state for a stored token that another process wrote and
+// that needs no refresh yet, or nil.
+func (s *TokenSource) adopt(st *state, stored *oauth2.Token, now time.Time) *state {
+	if stored == nil || (st.rejected && sameToken(stored, st.tok)) {
+		return nil
+	}
+	next := newState(stored, s.opts.window)
+	if !next.usable(now) || next.needsRefresh(now) {
+		return nil
+	}
+	next.stored = stored
+	return next
+}
+
+// refreshFrom makes one token request with base's refresh token and returns
+// the state that follows. With a store, base is what the store held (nil if
+// nothing), and the new token replaces exactly that.
+func (s *TokenSource) refreshFrom(st *state, base *oauth2.Token, now time.Time) *state {
 	var tok *oauth2.Token
 	var err error
 	switch {
 	case s.configErr != nil:
 		err = s.configErr
-	case st.tok == nil:
+	case base == nil:
 		err = errNoToken
 	default:
 		ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
-		tok, err = s.client.refresh(ctx, st.tok.RefreshToken)
+		tok, err = s.client.refresh(ctx, base.RefreshToken)
 		cancel()
 	}
+	prev := base
+	if s.opts.store != nil && base != nil && base == st.tok && st.stored == nil {
+		prev = nil // our own token seeded the refresh; the store holds nothing
+	}
 	if err != nil {
-		next := st.failed(err, now)
+		next := st.failed(err, now, s.opts.store != nil)
 		var te *tokenError
-		if errors.As(err, &te) && te.refreshToken != "" && st.tok != nil && te.refreshToken != st.tok.RefreshToken {
+		if errors.As(err, &te) && te.refreshToken != "" && base != nil && te.refreshToken != base.RefreshToken {
 			// A broken response that still carried a new refresh token: the
 			// old one may be spent, so keep and persist the new one.
-			kept := *st.tok
+			kept := *base
 			kept.RefreshToken = te.refreshToken
-			next.tok = &kept
+			next.tok, next.stored = &kept, prev
 			s.save(next, st.saveFailures, now)
 		}
 		return next
 	}
 	next := newState(tok, s.opts.window)
+	next.stored = prev
 	s.save(next, st.saveFailures, now)
 	if later := s.opts.now(); !next.usable(later) {
 		// Keep it (its refresh token is the newest) but do not refresh

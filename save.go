@@ -2,6 +2,7 @@ package dropboxsign
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -11,14 +12,21 @@ import (
 // save persists next.tok with the WithOnRefresh function and records the
 // outcome in next, which is not yet published. failures counts the failed
 // saves before this one, for the backoff.
+//
+// With a store, the token is saved there first, replacing next.stored. A
+// conflict means another process stored a token of its own meanwhile (say, a
+// new login): both are valid, the store keeps theirs, this source keeps
+// using its own until its next refresh re-reads the store. That is not a
+// failure to report.
 func (s *TokenSource) save(next *state, failures int, now time.Time) {
 	next.saveErr, next.saveFailures, next.saveRetryAt = nil, 0, time.Time{}
-	if s.opts.onRefresh == nil {
-		return
-	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
 	defer cancel()
-	if err := callOnRefresh(ctx, s.opts.onRefresh, next.tok); err != nil {
+	err := s.saveToStore(ctx, next)
+	if err == nil && s.opts.onRefresh != nil {
+		err = callOnRefresh(ctx, s.opts.onRefresh, next.tok)
+	}
+	if err != nil {
 		next.saveErr = &SaveError{Err: err}
 		next.saveFailures = failures + 1
 		next.saveRetryAt = now.Add(backoff(next.saveFailures))
@@ -47,4 +55,20 @@ func callOnRefresh(ctx context.Context, fn func(context.Context, *oauth2.Token) 
 		done <- err
 	}()
 	return <-done
+}
+
+func (s *TokenSource) saveToStore(ctx context.Context, next *state) error {
+	if s.opts.store == nil || next.stored == next.tok {
+		return nil
+	}
+	err := s.opts.store.Save(ctx, s.opts.storeKey, next.stored, next.tok)
+	switch {
+	case err == nil:
+		next.stored = next.tok
+	case errors.Is(err, ErrConflict):
+		err = nil
+	default:
+		err = fmt.Errorf("dropboxsign: store: save %q: %w", s.opts.storeKey, err)
+	}
+	return err
 }

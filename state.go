@@ -20,6 +20,8 @@ type state struct {
 	failures int       // consecutive refresh failures
 	retryAt  time.Time // no refresh attempt before this
 
+	stored *oauth2.Token // with a store: what it holds as far as we know; Save's prev
+
 	saveErr      *SaveError // non-nil while tok is not persisted
 	saveFailures int
 	saveRetryAt  time.Time
@@ -80,11 +82,11 @@ func (st *state) saveDue(now time.Time) bool {
 
 // failed returns the state after a failed refresh attempt: the token is kept
 // and the next attempt waits for the backoff.
-func (st *state) failed(err error, now time.Time) *state {
+func (st *state) failed(err error, now time.Time, shared bool) *state {
 	next := *st
 	next.err = err
 	next.failures++
-	next.retryAt = retryAt(err, next.failures, now)
+	next.retryAt = retryAt(err, next.failures, now, shared)
 	if st.usable(now) && Classify(err) == Temporary && next.retryAt.After(st.usableUntil) {
 		// Failures met while the token still served callers must not keep
 		// them waiting once it stops serving: try again then.
@@ -99,9 +101,15 @@ const maxRateLimitWait = time.Hour
 
 // retryAt is when the next refresh may be tried after the n-th consecutive
 // failure, err. Errors that retrying cannot fix wait the longest backoff at
-// once; a rate-limit answer is never retried before it says.
-func retryAt(err error, n int, now time.Time) time.Time {
-	switch Classify(err) {
+// once; a rate-limit answer is never retried before it says. With a shared
+// store a refused grant may be another process's doing (it spent the refresh
+// token and is about to store the new one), so it backs off as usual.
+func retryAt(err error, n int, now time.Time, shared bool) time.Time {
+	class := Classify(err)
+	if shared && class == Reauthorize {
+		class = Temporary
+	}
+	switch class {
 	case Reauthorize, Misconfigured:
 		return now.Add(maxBackoff)
 	case RateLimited:
