@@ -1,0 +1,300 @@
+package dropboxsign_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dropboxsign-go/dropboxsign"
+	"golang.org/x/oauth2"
+)
+
+func newFileStore(t *testing.T) *dropboxsign.FileStore {
+	t.Helper()
+	fs, err := dropboxsign.NewFileStore(filepath.Join(t.TempDir(), "tokens"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+func TestFileStoreCompareAndSwap(t *testing.T) {
+	fs := newFileStore(t)
+	ctx := testContext(t)
+	t1 := &oauth2.Token{AccessToken: "a1", RefreshToken: "r1", TokenType: "Bearer", Expiry: time.Now().Add(time.Hour).Round(0), ExpiresIn: 3600}
+	t2 := &oauth2.Token{AccessToken: "a2", RefreshToken: "r2"}
+
+	if _, err := fs.Load(ctx, "acct"); !errors.Is(err, dropboxsign.ErrNotFound) {
+		t.Fatalf("Load of nothing: %v, want ErrNotFound", err)
+	}
+	if err := fs.Save(ctx, "acct", t2, t1); !errors.Is(err, dropboxsign.ErrConflict) {
+		t.Fatalf("Save over nothing with a prev: %v, want ErrConflict", err)
+	}
+	if err := fs.Save(ctx, "acct", nil, t1); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Save(ctx, "acct", nil, t2); !errors.Is(err, dropboxsign.ErrConflict) {
+		t.Fatalf("second first-save: %v, want ErrConflict", err)
+	}
+	got, err := fs.Load(ctx, "acct")
+	if err != nil || got.AccessToken != "a1" || got.RefreshToken != "r1" || got.TokenType != "Bearer" || !got.Expiry.Equal(t1.Expiry) || got.ExpiresIn != 3600 {
+		t.Fatalf("Load = %+v, %v; want %+v", got, err, t1)
+	}
+	if err := fs.Save(ctx, "acct", &oauth2.Token{AccessToken: "a1", RefreshToken: "other"}, t2); !errors.Is(err, dropboxsign.ErrConflict) {
+		t.Fatalf("Save with a wrong prev: %v, want ErrConflict", err)
+	}
+	if err := fs.Save(ctx, "acct", got, t2); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := fs.Load(ctx, "acct"); got.AccessToken != "a2" {
+		t.Errorf("after the swap: %+v", got)
+	}
+	info, err := os.Stat(fs.Path("acct"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Errorf("token file mode %v (%v), want 0600", info.Mode().Perm(), err)
+	}
+	dir, _ := os.Stat(filepath.Dir(fs.Path("acct")))
+	if dir.Mode().Perm() != 0o700 {
+		t.Errorf("directory mode %v, want 0700", dir.Mode().Perm())
+	}
+	if at, err := fs.SavedAt("acct"); err != nil || time.Since(at) > time.Minute {
+		t.Errorf("SavedAt = %v, %v", at, err)
+	}
+}
+
+func TestFileStoreKeysAreSafeFileNames(t *testing.T) {
+	fs := newFileStore(t)
+	ctx := testContext(t)
+	keys := []string{"", "user@example.com", "../../etc/passwd", "a/b", "ünï", "%41", ".hidden"}
+	for _, k := range keys {
+		if err := fs.Save(ctx, k, nil, &oauth2.Token{AccessToken: "x" + k}); err != nil {
+			t.Fatalf("%q: %v", k, err)
+		}
+		if dir := filepath.Dir(fs.Path(k)); dir != filepath.Dir(fs.Path("plain")) {
+			t.Errorf("%q: file %s lies outside the store", k, fs.Path(k))
+		}
+		if strings.HasPrefix(filepath.Base(fs.Path(k)), ".") {
+			t.Errorf("%q: hidden file name %s", k, fs.Path(k))
+		}
+	}
+	got, err := fs.Keys()
+	want := slices.Clone(keys)
+	slices.Sort(want)
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("Keys = %q, %v; want %q", got, err, want)
+	}
+	for _, k := range keys {
+		if tok, err := fs.Load(ctx, k); err != nil || tok.AccessToken != "x"+k {
+			t.Errorf("Load(%q) = %v, %v", k, tok, err)
+		}
+	}
+}
+
+func TestFileStoreReportsACorruptFile(t *testing.T) {
+	fs := newFileStore(t)
+	os.WriteFile(fs.Path("acct"), []byte(`{"token": 12`), 0o600)
+	_, err := fs.Load(testContext(t), "acct")
+	if err == nil || !strings.Contains(err.Error(), fs.Path("acct")) || errors.Is(err, dropboxsign.ErrNotFound) {
+		t.Errorf("err = %v, want one naming the corrupt file", err)
+	}
+}
+
+func TestFileStoreLockExcludes(t *testing.T) {
+	fs := newFileStore(t)
+	unlock, err := fs.Lock(testContext(t), "acct")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := fs.Lock(short, "acct"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second Lock while held: %v, want to wait until the deadline", err)
+	}
+	other, err := fs.Lock(testContext(t), "another account")
+	if err != nil {
+		t.Fatalf("a different key: %v", err)
+	}
+	other()
+	got := make(chan error, 1)
+	go func() {
+		u, err := fs.Lock(testContext(t), "acct")
+		if err == nil {
+			u()
+		}
+		got <- err
+	}()
+	unlock()
+	unlock() // harmless
+	if err := <-got; err != nil {
+		t.Fatalf("Lock after unlock: %v", err)
+	}
+}
+
+// Two sources on one store and key (two replicas): one refresh between them.
+func TestSourcesSharingAStoreRefreshOnce(t *testing.T) {
+	srv := newServer(t)
+	fs := newFileStore(t)
+	ctx := testContext(t)
+	if err := fs.Save(ctx, "acct", nil, expired(srv.IssueToken())); err != nil {
+		t.Fatal(err)
+	}
+	var sources []*dropboxsign.TokenSource
+	for range 4 {
+		sources = append(sources, dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct")))
+	}
+	var wg sync.WaitGroup
+	tokens := make([]*oauth2.Token, 4*8)
+	for i := range tokens {
+		wg.Go(func() {
+			tok, err := sources[i%4].TokenContext(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			tokens[i] = tok
+		})
+	}
+	wg.Wait()
+	for _, tok := range tokens {
+		if tok == nil || tok.AccessToken != tokens[0].AccessToken {
+			t.Fatalf("sources disagree: %v vs %v", tok, tokens[0])
+		}
+	}
+	if st := srv.Stats(); st.Refreshes != 1 || st.StaleRefreshTokens != 0 {
+		t.Errorf("refreshes = %d, stale = %d; want 1 and 0", st.Refreshes, st.StaleRefreshTokens)
+	}
+	if stored, _ := fs.Load(ctx, "acct"); stored.AccessToken != tokens[0].AccessToken {
+		t.Error("the store does not hold the token handed out")
+	}
+}
+
+func TestSourceLoadsFromTheStoreAndSeedsIt(t *testing.T) {
+	srv := newServer(t)
+	fs := newFileStore(t)
+	ctx := testContext(t)
+	live := srv.IssueToken()
+	fs.Save(ctx, "stored", nil, live)
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "stored"))
+	if tok, err := ts.TokenContext(ctx); err != nil || tok.AccessToken != live.AccessToken {
+		t.Fatalf("cold start: %v, %v; want the stored token", tok, err)
+	}
+	if n := srv.Stats().TokenRequests; n != 0 {
+		t.Errorf("%d token requests for a stored, valid token", n)
+	}
+
+	// Nothing stored: the token given seeds the store at its first refresh.
+	seeded := dropboxsign.NewTokenSource(ctx, srv.Config(), expired(srv.IssueToken()), dropboxsign.WithStore(fs, "new"))
+	tok, err := seeded.TokenContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored, err := fs.Load(ctx, "new"); err != nil || stored.AccessToken != tok.AccessToken {
+		t.Errorf("store after the first refresh: %v, %v", stored, err)
+	}
+
+	// Nothing stored, nothing given: a clear error.
+	empty := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "nobody"))
+	if _, err := empty.TokenContext(ctx); err == nil || dropboxsign.Classify(err) != dropboxsign.Reauthorize {
+		t.Errorf("no token anywhere: %v, want a Reauthorize error", err)
+	}
+}
+
+// failingStore is a FileStore whose calls can be made to fail, as a store's
+// network can.
+type failingStore struct {
+	*dropboxsign.FileStore
+	fail      atomic.Bool // every call fails
+	failSaves atomic.Bool // saves fail
+}
+
+var errStoreDown = errors.New("store unreachable")
+
+func (s *failingStore) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	if s.fail.Load() {
+		return nil, errStoreDown
+	}
+	return s.FileStore.Load(ctx, key)
+}
+
+func (s *failingStore) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
+	if s.fail.Load() || s.failSaves.Load() {
+		return errStoreDown
+	}
+	return s.FileStore.Save(ctx, key, prev, t)
+}
+
+func TestStoreOutagesAreReportedAndSurvived(t *testing.T) {
+	srv := newServer(t)
+	clk, done := newClock(), newRuns()
+	store := &failingStore{FileStore: newFileStore(t)}
+	ctx := testContext(t)
+	old := srv.IssueToken()
+	store.Save(ctx, "acct", nil, old)
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(store, "acct"),
+		dropboxsign.WithClock(clk.Now), done.option())
+	if _, err := ts.TokenContext(ctx); err != nil { // loads
+		t.Fatal(err)
+	}
+	done.wait(t)
+
+	// Store down, token in its window: callers keep the token, no refresh.
+	store.fail.Store(true)
+	clk.Set(old.Expiry.Add(-time.Minute))
+	if tok, err := ts.TokenContext(ctx); err != nil || tok.AccessToken != old.AccessToken {
+		t.Fatalf("store down, token usable: %v, %v", tok, err)
+	}
+	done.wait(t)
+	if n := srv.Stats().TokenRequests; n != 0 {
+		t.Errorf("refreshed without the store: %d requests", n)
+	}
+	// Store down, token expired: the store's error, wrapped.
+	clk.Set(old.Expiry.Add(time.Second))
+	if _, err := ts.TokenContext(ctx); !errors.Is(err, errStoreDown) {
+		t.Errorf("store down, token expired: %v, want the store's error", err)
+	}
+	// Store back: a refresh, saved.
+	store.fail.Store(false)
+	clk.Advance(time.Minute)
+	tok, err := ts.TokenContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored, _ := store.Load(ctx, "acct"); stored.AccessToken != tok.AccessToken {
+		t.Error("the new token was not saved")
+	}
+}
+
+func TestFailedStoreSaveKeepsTheTokenAndRetries(t *testing.T) {
+	srv := newServer(t)
+	clk, done := newClock(), newRuns()
+	store := &failingStore{FileStore: newFileStore(t)}
+	ctx := testContext(t)
+	old := srv.IssueToken()
+	store.Save(ctx, "acct", nil, old)
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(store, "acct"),
+		dropboxsign.WithClock(clk.Now), done.option())
+	clk.Set(old.Expiry.Add(time.Second))
+	store.failSaves.Store(true)
+	fresh, err := ts.TokenContext(ctx)
+	var saveErr *dropboxsign.SaveError
+	if !errors.As(err, &saveErr) || !errors.Is(err, errStoreDown) || fresh == nil {
+		t.Fatalf("save failed: %v, %v; want the token and a SaveError", fresh, err)
+	}
+	done.wait(t)
+	store.failSaves.Store(false)
+	clk.Advance(2 * time.Second)
+	ts.TokenContext(ctx) // the retry, in the background
+	done.wait(t)
+	if tok, err := ts.TokenContext(ctx); err != nil || tok != fresh {
+		t.Fatalf("after the retry: %v, %v", tok, err)
+	}
+	if stored, _ := store.Load(ctx, "acct"); stored.AccessToken != fresh.AccessToken {
+		t.Error("the retry did not save the token")
+	}
+}
