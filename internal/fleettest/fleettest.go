@@ -1,0 +1,318 @@
+// Package fleettest runs a fleet of real OS processes (the test binary,
+// executed again) that share one token store and one fake Dropbox Sign, and
+// checks what the fleet did: the proof that a store coordinates refreshes
+// across replicas. A test package uses it from TestMain (see Main) and from
+// a test (see Run).
+package fleettest
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/dropboxsigntest"
+	"golang.org/x/oauth2"
+)
+
+// Config describes one fleet run.
+type Config struct {
+	Replicas  int           // worker processes
+	Accounts  int           // accounts, each with its own key and token
+	Duration  time.Duration // how long the workers call the API
+	Lifetime  time.Duration // access token lifetime (whole seconds)
+	Callers   int           // concurrent callers per worker
+	KillAfter time.Duration // if > 0: a process holding account 0's lock is SIGKILLed after this
+	// StoreEnv is passed to every child, for NewStore to find the store.
+	StoreEnv []string
+}
+
+// childSpec is what the parent tells a child, in an environment variable.
+type childSpec struct {
+	Role      string // "worker" or "locker"
+	ServerURL string
+	ClientID  string
+	Secret    string
+	Accounts  map[string]string // key → the account id the API must answer with
+	Duration  time.Duration
+	Callers   int
+}
+
+// result is what a worker prints as its last line.
+type result struct {
+	Calls        int64
+	Failures     int64
+	FirstError   string
+	StoreCalls   int64
+	AccountCalls map[string]int64
+}
+
+const specVar = "DROPBOXSIGN_FLEET_CHILD"
+
+// Main must be called first thing in the TestMain of a package that uses
+// Run: in a child process it plays its role with the store newStore makes
+// and exits; in the test process it returns at once.
+func Main(newStore func() (dropboxsign.Store, error)) {
+	raw := os.Getenv(specVar)
+	if raw == "" {
+		return
+	}
+	var spec childSpec
+	if err := json.Unmarshal([]byte(raw), &spec); err != nil {
+		fmt.Fprintln(os.Stderr, "fleet child: bad spec:", err)
+		os.Exit(2)
+	}
+	store, err := newStore()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fleet child: store:", err)
+		os.Exit(2)
+	}
+	switch spec.Role {
+	case "locker":
+		lockAndHang(spec, store)
+	default:
+		json.NewEncoder(os.Stdout).Encode(work(spec, store))
+	}
+	os.Exit(0)
+}
+
+// lockAndHang takes the first account's refresh lock, says so, and waits to
+// be killed.
+func lockAndHang(spec childSpec, store dropboxsign.Store) {
+	if _, err := store.Lock(context.Background(), Key(0)); err != nil {
+		fmt.Fprintln(os.Stderr, "locker:", err)
+		os.Exit(2)
+	}
+	fmt.Println("LOCKED")
+	select {}
+}
+
+// countingStore counts the store calls a worker makes.
+type countingStore struct {
+	dropboxsign.Store
+	n atomic.Int64
+}
+
+func (c *countingStore) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	c.n.Add(1)
+	return c.Store.Load(ctx, key)
+}
+
+func (c *countingStore) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
+	c.n.Add(1)
+	return c.Store.Save(ctx, key, prev, t)
+}
+
+func (c *countingStore) Lock(ctx context.Context, key string) (func(), error) {
+	c.n.Add(1)
+	return c.Store.Lock(ctx, key)
+}
+
+func work(spec childSpec, store dropboxsign.Store) result {
+	counting := &countingStore{Store: store}
+	conf := &oauth2.Config{ClientID: spec.ClientID, ClientSecret: spec.Secret, Endpoint: oauth2.Endpoint{
+		TokenURL: spec.ServerURL + dropboxsigntest.TokenPath, AuthStyle: oauth2.AuthStyleInParams}}
+	ctx := context.Background()
+	keys := make([]string, 0, len(spec.Accounts))
+	clients := map[string]*http.Client{}
+	for key := range spec.Accounts {
+		keys = append(keys, key)
+		clients[key] = dropboxsign.NewClient(ctx, conf, nil, dropboxsign.WithStore(counting, key))
+	}
+	var res result
+	var mu sync.Mutex
+	res.AccountCalls = map[string]int64{}
+	deadline := time.Now().Add(spec.Duration)
+	var wg sync.WaitGroup
+	for range spec.Callers {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				key := keys[rand.IntN(len(keys))]
+				err := call(clients[key], spec.ServerURL+dropboxsigntest.AccountPath, spec.Accounts[key])
+				mu.Lock()
+				res.Calls++
+				res.AccountCalls[key]++
+				if err != nil {
+					res.Failures++
+					if res.FirstError == "" {
+						res.FirstError = key + ": " + err.Error()
+					}
+				}
+				mu.Unlock()
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	res.StoreCalls = counting.n.Load()
+	return res
+}
+
+func call(c *http.Client, url, wantAccount string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Account struct {
+			ID string `json:"account_id"`
+		} `json:"account"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return errors.New(resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		return err
+	}
+	if body.Account.ID != wantAccount {
+		return fmt.Errorf("answered for account %q, want %q", body.Account.ID, wantAccount)
+	}
+	return nil
+}
+
+// Key is the store key of account i.
+func Key(i int) string { return fmt.Sprintf("account/%02d", i) }
+
+// Report is what a fleet run did.
+type Report struct {
+	Calls, Failures   int64
+	FirstError        string
+	Server            dropboxsigntest.Stats
+	Expiries          float64 // token lifetimes that elapsed per account
+	RefreshesPerToken float64 // refreshes per account per token lifetime
+	StoreCallsPerCall float64 // store round trips per API call
+	Killed            bool
+	Account0Calls     int64
+	// ValidAccounts counts the accounts whose stored refresh token still
+	// works after the run: the newest one was stored, none was lost.
+	ValidAccounts int
+}
+
+// Run seeds store with one token per account at a fresh fake server, runs
+// the fleet against it, and reports. The children make their own store
+// with the NewStore given to Main, from cfg.StoreEnv.
+func Run(t *testing.T, cfg Config, store dropboxsign.Store) Report {
+	t.Helper()
+	srv := dropboxsigntest.NewServer()
+	defer srv.Close()
+	srv.SetLifetime(cfg.Lifetime)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+time.Minute)
+	defer cancel()
+
+	accounts := map[string]string{}
+	for i := range cfg.Accounts {
+		tok := srv.IssueToken()
+		if err := store.Save(ctx, Key(i), nil, tok); err != nil {
+			t.Fatalf("seeding the store: %v", err)
+		}
+		accounts[Key(i)] = fmt.Sprintf("account-%d", i+1) // the fake numbers accounts from 1
+	}
+	spec := childSpec{ServerURL: srv.URL, ClientID: srv.ClientID, Secret: srv.ClientSecret,
+		Accounts: accounts, Duration: cfg.Duration, Callers: cfg.Callers}
+
+	var rep Report
+	if cfg.KillAfter > 0 {
+		locker := start(t, ctx, cfg, spec, "locker")
+		line, err := bufio.NewReader(locker.stdout).ReadString('\n')
+		if err != nil || line != "LOCKED\n" {
+			t.Fatalf("locker: %q, %v", line, err)
+		}
+		defer locker.cmd.Wait()
+		time.AfterFunc(cfg.KillAfter, func() { locker.cmd.Process.Signal(syscall.SIGKILL) })
+		rep.Killed = true
+	}
+	workers := make([]*child, cfg.Replicas)
+	for i := range workers {
+		workers[i] = start(t, ctx, cfg, spec, "worker")
+	}
+	for i, w := range workers {
+		out, _ := io.ReadAll(w.stdout)
+		if err := w.cmd.Wait(); err != nil {
+			t.Fatalf("worker %d: %v\n%s", i, err, w.stderr.String())
+		}
+		var res result
+		if err := json.Unmarshal(out, &res); err != nil {
+			t.Fatalf("worker %d said %q: %v\n%s", i, out, err, w.stderr.String())
+		}
+		rep.Calls += res.Calls
+		rep.Failures += res.Failures
+		rep.Account0Calls += res.AccountCalls[Key(0)]
+		if rep.FirstError == "" {
+			rep.FirstError = res.FirstError
+		}
+		rep.StoreCallsPerCall += float64(res.StoreCalls)
+	}
+	rep.StoreCallsPerCall /= float64(max(rep.Calls, 1))
+	rep.Server = srv.Stats()
+	conf := &oauth2.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, Endpoint: oauth2.Endpoint{TokenURL: srv.URL + dropboxsigntest.TokenPath}}
+	for i := range cfg.Accounts {
+		stored, err := store.Load(ctx, Key(i))
+		if err != nil {
+			t.Errorf("%s: %v", Key(i), err)
+			continue
+		}
+		if _, err := dropboxsign.Refresh(ctx, conf, stored.RefreshToken); err != nil {
+			t.Errorf("%s: the stored refresh token no longer works: %v", Key(i), err)
+			continue
+		}
+		rep.ValidAccounts++
+	}
+	rep.Expiries = cfg.Duration.Seconds() / cfg.Lifetime.Seconds()
+	rep.RefreshesPerToken = float64(rep.Server.Refreshes) / float64(cfg.Accounts) / rep.Expiries
+	return rep
+}
+
+type child struct {
+	cmd    *exec.Cmd
+	stdout io.ReadCloser
+	stderr *lockedBuffer
+}
+
+func start(t *testing.T, ctx context.Context, cfg Config, spec childSpec, role string) *child {
+	t.Helper()
+	spec.Role = role
+	raw, _ := json.Marshal(spec)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), specVar+"="+string(raw)), cfg.StoreEnv...)
+	c := &child{cmd: cmd, stderr: &lockedBuffer{}}
+	cmd.Stderr = c.stderr
+	var err error
+	if c.stdout, err = cmd.StdoutPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
