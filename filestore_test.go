@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/internal/storetest"
 	"golang.org/x/oauth2"
 )
 
@@ -25,36 +26,14 @@ func newFileStore(t *testing.T) *dropboxsign.FileStore {
 	return fs
 }
 
-func TestFileStoreCompareAndSwap(t *testing.T) {
-	fs := newFileStore(t)
-	ctx := testContext(t)
-	t1 := &oauth2.Token{AccessToken: "a1", RefreshToken: "r1", TokenType: "Bearer", Expiry: time.Now().Add(time.Hour).Round(0), ExpiresIn: 3600}
-	t2 := &oauth2.Token{AccessToken: "a2", RefreshToken: "r2"}
+func TestFileStoreConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) dropboxsign.Store { return newFileStore(t) })
+}
 
-	if _, err := fs.Load(ctx, "acct"); !errors.Is(err, dropboxsign.ErrNotFound) {
-		t.Fatalf("Load of nothing: %v, want ErrNotFound", err)
-	}
-	if err := fs.Save(ctx, "acct", t2, t1); !errors.Is(err, dropboxsign.ErrConflict) {
-		t.Fatalf("Save over nothing with a prev: %v, want ErrConflict", err)
-	}
-	if err := fs.Save(ctx, "acct", nil, t1); err != nil {
+func TestFileStoreFilesArePrivate(t *testing.T) {
+	fs := newFileStore(t)
+	if err := fs.Save(testContext(t), "acct", nil, &oauth2.Token{AccessToken: "a"}); err != nil {
 		t.Fatal(err)
-	}
-	if err := fs.Save(ctx, "acct", nil, t2); !errors.Is(err, dropboxsign.ErrConflict) {
-		t.Fatalf("second first-save: %v, want ErrConflict", err)
-	}
-	got, err := fs.Load(ctx, "acct")
-	if err != nil || got.AccessToken != "a1" || got.RefreshToken != "r1" || got.TokenType != "Bearer" || !got.Expiry.Equal(t1.Expiry) || got.ExpiresIn != 3600 {
-		t.Fatalf("Load = %+v, %v; want %+v", got, err, t1)
-	}
-	if err := fs.Save(ctx, "acct", &oauth2.Token{AccessToken: "a1", RefreshToken: "other"}, t2); !errors.Is(err, dropboxsign.ErrConflict) {
-		t.Fatalf("Save with a wrong prev: %v, want ErrConflict", err)
-	}
-	if err := fs.Save(ctx, "acct", got, t2); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := fs.Load(ctx, "acct"); got.AccessToken != "a2" {
-		t.Errorf("after the swap: %+v", got)
 	}
 	info, err := os.Stat(fs.Path("acct"))
 	if err != nil || info.Mode().Perm() != 0o600 {
@@ -103,37 +82,6 @@ func TestFileStoreReportsACorruptFile(t *testing.T) {
 	_, err := fs.Load(testContext(t), "acct")
 	if err == nil || !strings.Contains(err.Error(), fs.Path("acct")) || errors.Is(err, dropboxsign.ErrNotFound) {
 		t.Errorf("err = %v, want one naming the corrupt file", err)
-	}
-}
-
-func TestFileStoreLockExcludes(t *testing.T) {
-	fs := newFileStore(t)
-	unlock, err := fs.Lock(testContext(t), "acct")
-	if err != nil {
-		t.Fatal(err)
-	}
-	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if _, err := fs.Lock(short, "acct"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("second Lock while held: %v, want to wait until the deadline", err)
-	}
-	other, err := fs.Lock(testContext(t), "another account")
-	if err != nil {
-		t.Fatalf("a different key: %v", err)
-	}
-	other()
-	got := make(chan error, 1)
-	go func() {
-		u, err := fs.Lock(testContext(t), "acct")
-		if err == nil {
-			u()
-		}
-		got <- err
-	}()
-	unlock()
-	unlock() // harmless
-	if err := <-got; err != nil {
-		t.Fatalf("Lock after unlock: %v", err)
 	}
 }
 
