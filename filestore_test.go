@@ -246,3 +246,67 @@ func TestFailedStoreSaveKeepsTheTokenAndRetries(t *testing.T) {
 		t.Error("the retry did not save the token")
 	}
 }
+
+// countingStore counts the store round trips a source makes.
+type countingStore struct {
+	dropboxsign.Store
+	n atomic.Int64
+}
+
+func (c *countingStore) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	c.n.Add(1)
+	return c.Store.Load(ctx, key)
+}
+
+func (c *countingStore) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
+	c.n.Add(1)
+	return c.Store.Save(ctx, key, prev, t)
+}
+
+func (c *countingStore) Lock(ctx context.Context, key string) (func(), error) {
+	c.n.Add(1)
+	return c.Store.Lock(ctx, key)
+}
+
+// The in-process cache is the hot path: between refreshes an API call costs
+// no store round trip.
+func TestNoStoreRoundTripsBetweenRefreshes(t *testing.T) {
+	srv := newServer(t)
+	store := &countingStore{Store: newFileStore(t)}
+	ctx := testContext(t)
+	store.Store.Save(ctx, "acct", nil, srv.IssueToken())
+	client := dropboxsign.NewClient(ctx, srv.Config(), nil, dropboxsign.WithStore(store, "acct"))
+	get(t, client, srv.AccountURL()) // loads the token
+	loaded := store.n.Load()
+	for range 200 {
+		if get(t, client, srv.AccountURL()) != 200 {
+			t.Fatal("call failed")
+		}
+	}
+	if n := store.n.Load() - loaded; n != 0 {
+		t.Errorf("%d store round trips for 200 API calls between refreshes", n)
+	}
+}
+
+// The store lost its data (say, Redis restarted without persistence): the
+// next refresh seeds it again from the token in memory.
+func TestSourceSeedsAStoreThatLostItsData(t *testing.T) {
+	srv := newServer(t)
+	fs := newFileStore(t)
+	ctx := testContext(t)
+	fs.Save(ctx, "acct", nil, srv.IssueToken())
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"))
+	tok, err := ts.TokenContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(fs.Path("acct"))
+	ts.Invalidate(tok)
+	fresh, err := ts.TokenContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored, err := fs.Load(ctx, "acct"); err != nil || stored.AccessToken != fresh.AccessToken {
+		t.Errorf("store after the refresh: %v, %v; want the new token", stored, err)
+	}
+}

@@ -74,7 +74,7 @@ func (s *TokenSource) refresh(st *state, now time.Time) *state {
 	if s.opts.store != nil {
 		return s.refreshShared(st, now)
 	}
-	return s.refreshFrom(st, st.tok, now)
+	return s.refreshFrom(st, st.tok, nil, now)
 }
 
 // refreshShared refreshes under the store's lock: another process may have
@@ -111,10 +111,9 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 	}
 	base := stored
 	if base == nil {
-		base = st.tok // nothing stored yet: our token seeds the store
+		base = st.tok // nothing stored (yet, or any more): our token seeds the store
 	}
-	next := s.refreshFrom(st, base, now)
-	return next
+	return s.refreshFrom(st, base, stored, now)
 }
 
 // adopt returns the state for a stored token that another process wrote and
@@ -132,9 +131,9 @@ func (s *TokenSource) adopt(st *state, stored *oauth2.Token, now time.Time) *sta
 }
 
 // refreshFrom makes one token request with base's refresh token and returns
-// the state that follows. With a store, base is what the store held (nil if
-// nothing), and the new token replaces exactly that.
-func (s *TokenSource) refreshFrom(st *state, base *oauth2.Token, now time.Time) *state {
+// the state that follows. With a store, prev is what the store held when
+// read under the lock (nil: nothing), and the new token replaces exactly that.
+func (s *TokenSource) refreshFrom(st *state, base, prev *oauth2.Token, now time.Time) *state {
 	var tok *oauth2.Token
 	var err error
 	switch {
@@ -146,10 +145,6 @@ func (s *TokenSource) refreshFrom(st *state, base *oauth2.Token, now time.Time) 
 		ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
 		tok, err = s.client.refresh(ctx, base.RefreshToken)
 		cancel()
-	}
-	prev := base
-	if s.opts.store != nil && base != nil && base == st.tok && st.stored == nil {
-		prev = nil // our own token seeded the refresh; the store holds nothing
 	}
 	if err != nil {
 		next := st.failed(err, now, s.opts.store != nil)

@@ -1,0 +1,225 @@
+// Package redisstore is a dropboxsign.Store in Redis, for fleets: many
+// replicas share each account's token, refresh it once per expiry between
+// them, and never present a refresh token another replica has spent.
+//
+// Each key's token lives in a Redis hash, <prefix>token:<key>, holding the
+// token (JSON, or sealed with AES-256-GCM when encryption keys are given)
+// and a fingerprint of its access and refresh tokens. Save compares that
+// fingerprint and writes in one Lua script, so the compare-and-swap is
+// atomic. The refresh lock is <prefix>lock:<key>, a lease: SET NX PX with a
+// random owner token, renewed by the holder every third of its TTL, and
+// released or renewed only by a script that checks the owner first.
+//
+// Durability is Redis's: a Save that returned nil survives a Redis restart
+// only with persistence on (appendonly yes; appendfsync always for every
+// write). A replica that reads an empty store after Redis lost its data
+// seeds it again from the token it holds in memory.
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/oauth2"
+)
+
+// DefaultLeaseTTL is how long a refresh lock outlives a holder that died.
+const DefaultLeaseTTL = 10 * time.Second
+
+// Options configures a Store.
+type Options struct {
+	// Prefix namespaces every Redis key the store uses; default
+	// "dropboxsign:". Apps sharing a Redis use different prefixes.
+	Prefix string
+	// LeaseTTL is the refresh lock's lease (default DefaultLeaseTTL, at
+	// least 100 ms): how long other replicas wait when a holder dies.
+	// The holder renews it every LeaseTTL/3 while it refreshes.
+	LeaseTTL time.Duration
+	// EncryptionKeys, if any, seal stored tokens with AES-256-GCM: each
+	// key is 32 bytes; the first seals, every one of them opens. To rotate,
+	// put the new key first and keep the old one after it until every
+	// token has been saved again (a refresh saves it), then drop it.
+	EncryptionKeys [][]byte
+}
+
+// Store is a dropboxsign.Store in Redis. It is safe for concurrent use.
+type Store struct {
+	client redis.UniversalClient
+	prefix string
+	ttl    time.Duration
+	sealer *sealer // nil: tokens stored as plain JSON
+}
+
+var _ dropboxsign.Store = (*Store)(nil)
+
+// New returns a Store using client, which the caller owns and closes.
+func New(client redis.UniversalClient, opts Options) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("redisstore: nil client")
+	}
+	s := &Store{client: client, prefix: opts.Prefix, ttl: opts.LeaseTTL}
+	if s.prefix == "" {
+		s.prefix = "dropboxsign:"
+	}
+	if s.ttl == 0 {
+		s.ttl = DefaultLeaseTTL
+	}
+	if s.ttl < 100*time.Millisecond {
+		return nil, fmt.Errorf("redisstore: LeaseTTL %v is below 100ms", s.ttl)
+	}
+	if len(opts.EncryptionKeys) > 0 {
+		var err error
+		if s.sealer, err = newSealer(opts.EncryptionKeys); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Store) tokenKey(key string) string { return s.prefix + "token:" + key }
+func (s *Store) lockKey(key string) string  { return s.prefix + "lock:" + key }
+
+// fingerprint identifies a token for compare-and-swap without storing its
+// secrets in the clear: tokens are random, so their hash reveals nothing.
+func fingerprint(t *oauth2.Token) string {
+	if t == nil {
+		return ""
+	}
+	h := sha256.Sum256([]byte("dropboxsign-fp\x00" + t.AccessToken + "\x00" + t.RefreshToken))
+	return hex.EncodeToString(h[:])
+}
+
+// Load returns the token stored under key, or dropboxsign.ErrNotFound.
+func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	rk := s.tokenKey(key)
+	blob, err := s.client.HGet(ctx, rk, "blob").Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, dropboxsign.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: load %q: %w", key, err)
+	}
+	tok, err := s.decode(rk, blob)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: load %q: %w", key, err)
+	}
+	return tok, nil
+}
+
+// saveScript stores a token if the stored fingerprint is the expected one
+// ("" expects nothing stored). It returns 1 if it wrote, 0 on a conflict.
+var saveScript = redis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], 'fp')
+if ARGV[1] == '' then
+  if cur then return 0 end
+elseif cur ~= ARGV[1] then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'blob', ARGV[3])
+return 1
+`)
+
+// Save stores t under key if the stored token is still prev (see
+// dropboxsign.Store), atomically, in one script.
+func (s *Store) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
+	if t == nil {
+		return errors.New("redisstore: nil token")
+	}
+	rk := s.tokenKey(key)
+	blob, err := s.encode(rk, t)
+	if err != nil {
+		return err
+	}
+	n, err := saveScript.Run(ctx, s.client, []string{rk}, fingerprint(prev), fingerprint(t), blob).Int()
+	if err != nil {
+		return fmt.Errorf("redisstore: save %q: %w", key, err)
+	}
+	if n == 0 {
+		return dropboxsign.ErrConflict
+	}
+	return nil
+}
+
+var (
+	renewScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+`)
+	releaseScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+)
+
+// Lock takes key's refresh lease (see dropboxsign.Store), waiting until it
+// is free or ctx ends, and renews it every LeaseTTL/3 until unlock. If a
+// renewal finds the lease gone (Redis lost it, or the holder was partitioned
+// past its TTL), renewing stops; the compare-and-swap in Save still protects
+// the stored token.
+func (s *Store) Lock(ctx context.Context, key string) (func(), error) {
+	lk := s.lockKey(key)
+	owner := randomOwner()
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		ok, err := s.client.SetNX(ctx, lk, owner, s.ttl).Result()
+		if err != nil {
+			return nil, fmt.Errorf("redisstore: lock %q: %w", key, err)
+		}
+		if ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+
+	stop := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		tick := time.NewTicker(s.ttl / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				rctx, cancel := context.WithTimeout(context.Background(), s.ttl/3)
+				n, err := renewScript.Run(rctx, s.client, []string{lk}, owner, s.ttl.Milliseconds()).Int()
+				cancel()
+				if err == nil && n == 0 {
+					return // the lease is gone; nothing left to renew
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			<-renewed
+			rctx, cancel := context.WithTimeout(context.Background(), s.ttl)
+			defer cancel()
+			releaseScript.Run(rctx, s.client, []string{lk}, owner) // if this fails, the lease lapses
+		})
+	}, nil
+}
+
+func randomOwner() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,241 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/dropboxsigntest"
+	"github.com/dropboxsign-go/dropboxsign/internal/fleettest"
+	"github.com/dropboxsign-go/dropboxsign/internal/storetest"
+	"github.com/dropboxsign-go/dropboxsign/redisstore"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/oauth2"
+)
+
+func TestMain(m *testing.M) {
+	fleettest.Main(func() (dropboxsign.Store, error) {
+		ttl, _ := time.ParseDuration(os.Getenv("FLEET_REDIS_LEASE"))
+		c := redis.NewClient(&redis.Options{Addr: os.Getenv("FLEET_REDIS_ADDR")})
+		return redisstore.New(c, redisstore.Options{Prefix: os.Getenv("FLEET_REDIS_PREFIX"), LeaseTTL: ttl})
+	})
+	os.Exit(m.Run())
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestConformance(t *testing.T) {
+	r := startRedis(t)
+	c := r.Client(t)
+	key := bytes.Repeat([]byte{7}, 32)
+	for name, opts := range map[string]redisstore.Options{
+		"plain":     {},
+		"encrypted": {EncryptionKeys: [][]byte{key}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) dropboxsign.Store {
+				opts.Prefix = prefix()
+				s, err := redisstore.New(c, opts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			})
+		})
+	}
+}
+
+func TestEncryptionAtRestAndKeyRotation(t *testing.T) {
+	r := startRedis(t)
+	c := r.Client(t)
+	ctx := ctxFor(t)
+	oldKey, newKey := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	p := prefix()
+	tok := &oauth2.Token{AccessToken: "access-secret-1234", RefreshToken: "refresh-secret-5678", Expiry: time.Now().Add(time.Hour)}
+
+	before, _ := redisstore.New(c, redisstore.Options{Prefix: p, EncryptionKeys: [][]byte{oldKey}})
+	if err := before.Save(ctx, "acct", nil, tok); err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := c.HGetAll(ctx, p+"token:acct").Result()
+	for field, v := range raw {
+		if strings.Contains(v, "secret") {
+			t.Errorf("field %s holds a token in the clear: %q", field, v)
+		}
+	}
+
+	// Rotation: the new key first, the old one still there to open.
+	rotated, _ := redisstore.New(c, redisstore.Options{Prefix: p, EncryptionKeys: [][]byte{newKey, oldKey}})
+	got, err := rotated.Load(ctx, "acct")
+	if err != nil || got.RefreshToken != tok.RefreshToken {
+		t.Fatalf("after rotation: %v, %v", got, err)
+	}
+	next := &oauth2.Token{AccessToken: "access-secret-2", RefreshToken: "refresh-secret-2"}
+	if err := rotated.Save(ctx, "acct", got, next); err != nil { // saved again: sealed with the new key
+		t.Fatal(err)
+	}
+	newOnly, _ := redisstore.New(c, redisstore.Options{Prefix: p, EncryptionKeys: [][]byte{newKey}})
+	if got, err := newOnly.Load(ctx, "acct"); err != nil || got.AccessToken != next.AccessToken {
+		t.Fatalf("with the old key dropped: %v, %v", got, err)
+	}
+	// A token sealed with a key no longer configured, a store without keys,
+	// and a blob copied to another account's key: clear errors.
+	if _, err := before.Load(ctx, "acct"); err == nil || !strings.Contains(err.Error(), "not configured") {
+		t.Errorf("old key only: %v", err)
+	}
+	plain, _ := redisstore.New(c, redisstore.Options{Prefix: p})
+	if _, err := plain.Load(ctx, "acct"); err == nil || !strings.Contains(err.Error(), "encrypted") {
+		t.Errorf("no keys: %v", err)
+	}
+	c.Copy(ctx, p+"token:acct", p+"token:other", 0, true)
+	if _, err := newOnly.Load(ctx, "other"); err == nil || !strings.Contains(err.Error(), "does not open") {
+		t.Errorf("moved blob: %v", err)
+	}
+	if _, err := redisstore.New(c, redisstore.Options{EncryptionKeys: [][]byte{[]byte("short")}}); err == nil {
+		t.Error("a 5-byte key was accepted")
+	}
+	// Plain tokens stored before encryption was turned on still load.
+	plain.Save(ctx, "legacy", nil, tok)
+	if got, err := newOnly.Load(ctx, "legacy"); err != nil || got.AccessToken != tok.AccessToken {
+		t.Errorf("legacy plain token: %v, %v", got, err)
+	}
+	c.HSet(ctx, p+"token:junk", "blob", "not a token", "fp", "x")
+	if _, err := plain.Load(ctx, "junk"); err == nil || !strings.Contains(err.Error(), "not a token") {
+		t.Errorf("junk: %v", err)
+	}
+}
+
+// A holder that dies leaves its lease to lapse; a live holder renews it.
+func TestLeaseLapsesWhenItsHolderDiesAndIsRenewedWhileHeld(t *testing.T) {
+	r := startRedis(t)
+	c := r.Client(t)
+	ctx := ctxFor(t)
+	p := prefix()
+	s, _ := redisstore.New(c, redisstore.Options{Prefix: p, LeaseTTL: 300 * time.Millisecond})
+
+	c.Set(ctx, p+"lock:acct", "a-dead-process", 300*time.Millisecond)
+	start := time.Now()
+	unlock, err := s.Lock(ctx, "acct")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) < 100*time.Millisecond {
+		t.Errorf("took a lease held by another owner after %v", time.Since(start))
+	}
+
+	// Held for several TTLs: renewed, so nobody else gets it.
+	for range 4 {
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		_, err := s.Lock(short, "acct")
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("lease not renewed: a second Lock got %v", err)
+		}
+	}
+	unlock()
+	if n, _ := c.Exists(ctx, p+"lock:acct").Result(); n != 0 {
+		t.Error("unlock left the lease behind")
+	}
+	// unlock never releases someone else's lease.
+	c.Set(ctx, p+"lock:acct", "someone-else", time.Minute)
+	unlock()
+	if v, _ := c.Get(ctx, p+"lock:acct").Result(); v != "someone-else" {
+		t.Errorf("a stale unlock removed another owner's lease")
+	}
+}
+
+// Redis goes away mid-run and comes back empty: callers keep a usable token,
+// get the store's error when they have none, and the source recovers.
+func TestSourceSurvivesARedisRestart(t *testing.T) {
+	r := startRedis(t)
+	c := r.Client(t)
+	ctx := ctxFor(t)
+	srv := dropboxsigntest.NewServer()
+	defer srv.Close()
+	store, _ := redisstore.New(c, redisstore.Options{Prefix: prefix()})
+	first := srv.IssueToken()
+	if err := store.Save(ctx, "acct", nil, first); err != nil {
+		t.Fatal(err)
+	}
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(store, "acct"), dropboxsign.WithExpiryWindow(0))
+	tok, err := ts.TokenContext(ctx)
+	if err != nil || tok.AccessToken != first.AccessToken {
+		t.Fatalf("loaded %v, %v", tok, err)
+	}
+
+	r.Stop()
+	for range 10 {
+		if got, err := ts.TokenContext(ctx); err != nil || got != tok {
+			t.Fatalf("Redis down, token valid: %v, %v", got, err)
+		}
+	}
+	ts.Invalidate(tok) // the token must be replaced now: the store is needed
+	if _, err := ts.TokenContext(ctx); err == nil || !strings.Contains(err.Error(), "store") {
+		t.Fatalf("Redis down, token refused: %v, want the store's error", err)
+	}
+	if n := srv.Stats().TokenRequests; n != 0 {
+		t.Errorf("refreshed without the store: %d token requests", n)
+	}
+
+	r.Start() // empty: no persistence
+	var got *oauth2.Token
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if got, err = ts.TokenContext(ctx); err == nil {
+			break
+		}
+	}
+	if err != nil || got.AccessToken == tok.AccessToken {
+		t.Fatalf("after the restart: %v, %v", got, err)
+	}
+	if stored, err := store.Load(ctx, "acct"); err != nil || stored.AccessToken != got.AccessToken {
+		t.Errorf("the store was not seeded again: %v, %v", stored, err)
+	}
+}
+
+func redisFleet(t *testing.T, kill time.Duration) {
+	if testing.Short() {
+		t.Skip("a multi-process run of several seconds")
+	}
+	r := startRedis(t)
+	p := prefix()
+	lease := 1 * time.Second
+	store, _ := redisstore.New(r.Client(t), redisstore.Options{Prefix: p, LeaseTTL: lease})
+	cfg := fleettest.Config{Replicas: 4, Accounts: 50, Duration: 8 * time.Second, Lifetime: 4 * time.Second, Callers: 4, KillAfter: kill,
+		StoreEnv: []string{"FLEET_REDIS_ADDR=" + r.Addr, "FLEET_REDIS_PREFIX=" + p, "FLEET_REDIS_LEASE=" + lease.String()}}
+	rep := fleettest.Run(t, cfg, store)
+	t.Logf("%d replicas, %d accounts, %s of %s tokens: %d API calls, %d failed; %d refreshes = %.2f per account per token lifetime; %.4f store round trips per API call; %d stale refresh tokens; %d of %d accounts valid after",
+		cfg.Replicas, cfg.Accounts, cfg.Duration, cfg.Lifetime, rep.Calls, rep.Failures, rep.Server.Refreshes,
+		rep.RefreshesPerToken, rep.StoreCallsPerCall, rep.Server.StaleRefreshTokens, rep.ValidAccounts, cfg.Accounts)
+	if rep.Failures != 0 {
+		t.Errorf("%d of %d calls failed; first: %s", rep.Failures, rep.Calls, rep.FirstError)
+	}
+	if rep.Server.StaleRefreshTokens != 0 {
+		t.Errorf("%d stale refresh tokens presented", rep.Server.StaleRefreshTokens)
+	}
+	if rep.RefreshesPerToken > 3 || rep.RefreshesPerToken < 1 {
+		t.Errorf("%.2f refreshes per account per lifetime; want about 2, not %d", rep.RefreshesPerToken, 2*cfg.Replicas)
+	}
+	if rep.ValidAccounts != cfg.Accounts {
+		t.Errorf("%d of %d accounts left with a working refresh token", rep.ValidAccounts, cfg.Accounts)
+	}
+	if kill > 0 && rep.Account0Calls == 0 {
+		t.Error("no calls for the account whose lease holder was killed")
+	}
+}
+
+func TestFleetSharingRedis(t *testing.T) { redisFleet(t, 0) }
+
+// A process holding an account's lease is SIGKILLed: the lease lapses after
+// its TTL and the others go on.
+func TestFleetSharingRedisSurvivesAKilledLeaseHolder(t *testing.T) {
+	redisFleet(t, 500*time.Millisecond)
+}
