@@ -31,17 +31,23 @@ type state struct {
 // expiry a token may die in flight, or on a server whose clock runs ahead.
 const unusableMargin = 10 * time.Second
 
-// newState schedules tok: refresh-ahead starts window before expiry (at most
-// half the lifetime), and the token stops being handed out min(10 s,
-// lifetime/10) before expiry.
+// newState schedules tok: see schedule.
 func newState(tok *oauth2.Token, window time.Duration) *state {
-	st := &state{tok: tok, expires: true}
+	st := &state{tok: tok}
+	st.expires, st.refreshAt, st.usableUntil = schedule(tok, window)
+	return st
+}
+
+// schedule says when tok enters its refresh-ahead window (window before
+// expiry, at most half its lifetime) and when it stops being handed out
+// (min(10 s, lifetime/10) before expiry). A token without an access token
+// is due at once; one without an expiry never is (expires is false).
+func schedule(tok *oauth2.Token, window time.Duration) (expires bool, refreshAt, usableUntil time.Time) {
 	if tok == nil || tok.AccessToken == "" {
-		return st // zero times: refresh now, nothing usable meanwhile
+		return true, time.Time{}, time.Time{} // zero times: refresh now, nothing usable meanwhile
 	}
 	if tok.Expiry.IsZero() {
-		st.expires = false
-		return st
+		return false, time.Time{}, time.Time{}
 	}
 	margin := unusableMargin
 	if tok.ExpiresIn > 0 && tok.ExpiresIn <= maxExpiresIn {
@@ -49,12 +55,12 @@ func newState(tok *oauth2.Token, window time.Duration) *state {
 		window = min(window, life/2)
 		margin = min(margin, life/10)
 	}
-	st.usableUntil = tok.Expiry.Add(-margin)
-	st.refreshAt = tok.Expiry.Add(-window)
-	if st.refreshAt.After(st.usableUntil) {
-		st.refreshAt = st.usableUntil
+	usableUntil = tok.Expiry.Add(-margin)
+	refreshAt = tok.Expiry.Add(-window)
+	if refreshAt.After(usableUntil) {
+		refreshAt = usableUntil
 	}
-	return st
+	return true, refreshAt, usableUntil
 }
 
 // fresh reports whether tok can be handed out with nothing else to do: the

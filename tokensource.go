@@ -115,8 +115,7 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 		return nil, err
 	}
 	copied := *tok
-	if st := newState(tok, s.opts.window); st.expires {
-		askAgain := st.refreshAt
+	if expires, askAgain, _ := schedule(tok, s.opts.window); expires {
 		if now := s.opts.now(); now.After(askAgain) {
 			askAgain = now
 		}
@@ -124,9 +123,10 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 			copied.Expiry = askAgain
 		}
 	}
-	var saveErr *SaveError
-	if errors.As(err, &saveErr) {
-		err = nil
+	if err != nil {
+		if _, unsaved := err.(*SaveError); unsaved {
+			err = nil
+		}
 	}
 	return &copied, err
 }

@@ -62,6 +62,7 @@ type Server struct {
 	rotate      bool
 	omitRefresh bool
 	denyConsent bool
+	standard    bool // also accept x/oauth2's form-encoded refresh at the plain token URL
 	callbackURL string
 	faults      []Fault
 	apiFaults   []Fault
@@ -202,6 +203,17 @@ func (s *Server) SetRotation(on bool) {
 func (s *Server) SetOmitRefreshToken(on bool) {
 	s.mu.Lock()
 	s.omitRefresh = on
+	s.mu.Unlock()
+}
+
+// SetAcceptStandardOAuth makes the token route also accept a standard OAuth
+// 2.0 refresh, as golang.org/x/oauth2 sends it: form-encoded, at the token
+// URL without "?refresh", client credentials in the body or a Basic header.
+// It exists to compare x/oauth2 with package dropboxsign on one server; the
+// real Dropbox Sign is documented to want JSON.
+func (s *Server) SetAcceptStandardOAuth(on bool) {
+	s.mu.Lock()
+	s.standard = on
 	s.mu.Unlock()
 }
 
@@ -431,17 +443,33 @@ func (s *Server) token(r *http.Request, body []byte) (int, any) {
 	if r.Method != http.MethodPost {
 		return http.StatusMethodNotAllowed, envelope("method_not_allowed", "Use POST.")
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		return http.StatusBadRequest, oauthError("invalid_request", "Content-Type must be application/json, not "+strconv.Quote(ct)+".")
-	}
+	_, refresh := r.URL.Query()["refresh"]
 	var req map[string]string
-	if err := json.Unmarshal(body, &req); err != nil {
-		return http.StatusBadRequest, oauthError("invalid_request", "The body must be a JSON object of strings.")
+	switch ct := r.Header.Get("Content-Type"); {
+	case ct == "application/x-www-form-urlencoded" && s.standard:
+		form, err := url.ParseQuery(string(body))
+		if err != nil {
+			return http.StatusBadRequest, oauthError("invalid_request", "Unreadable form body.")
+		}
+		req = map[string]string{}
+		for k := range form {
+			req[k] = form.Get(k)
+		}
+		if id, secret, ok := r.BasicAuth(); ok {
+			req["client_id"], req["client_secret"] = id, secret
+		}
+		refresh = refresh || req["grant_type"] == "refresh_token"
+	case ct != "application/json":
+		return http.StatusBadRequest, oauthError("invalid_request", "Content-Type must be application/json, not "+strconv.Quote(ct)+".")
+	default:
+		if err := json.Unmarshal(body, &req); err != nil {
+			return http.StatusBadRequest, oauthError("invalid_request", "The body must be a JSON object of strings.")
+		}
 	}
 	if req["client_id"] != s.ClientID || req["client_secret"] != s.ClientSecret {
 		return http.StatusUnauthorized, oauthError("invalid_client", "Unknown client_id or wrong client_secret.")
 	}
-	if _, refresh := r.URL.Query()["refresh"]; refresh {
+	if refresh {
 		return s.refreshToken(req)
 	}
 	return s.exchange(req)

@@ -227,3 +227,20 @@ func TestCloseReleasesHeldResponses(t *testing.T) {
 		t.Errorf("held request: %v", err)
 	}
 }
+
+func TestStandardOAuthRefreshOnlyWhenAsked(t *testing.T) {
+	srv := dropboxsigntest.NewServer()
+	defer srv.Close()
+	conf := srv.Config()
+	conf.Endpoint.AuthStyle = 0 // auto-detect, as x/oauth2 users often leave it
+	tok := srv.IssueToken()
+	tok.Expiry = time.Now().Add(-time.Minute)
+	if _, err := conf.TokenSource(context.Background(), tok).Token(); err == nil {
+		t.Fatal("x/oauth2's form refresh was accepted by the strict server")
+	}
+	srv.SetAcceptStandardOAuth(true)
+	got, err := conf.TokenSource(context.Background(), tok).Token()
+	if err != nil || got.AccessToken == tok.AccessToken {
+		t.Fatalf("x/oauth2 refresh in standard mode: %v, %v", got, err)
+	}
+}
