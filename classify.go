@@ -57,7 +57,8 @@ func Classify(err error) Class {
 	if errors.Is(err, ErrInsecureEndpoint) || errors.Is(err, errBadConfig) {
 		return Misconfigured
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var shared *sharedRefusalError
+	if errors.As(err, &shared) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return Temporary
 	}
 	var re *oauth2.RetrieveError

@@ -44,3 +44,18 @@ func (e *backoffError) Error() string {
 }
 
 func (e *backoffError) Unwrap() error { return e.err }
+
+// sharedRefusals is how many refusals of the grant in a row a source with a
+// store reports as Temporary: another process may have spent the refresh
+// token (after the store lost its data, say) and hold a newer one, which the
+// next attempt reads from the store. Refused that often, the grant is gone.
+const sharedRefusals = 3
+
+// sharedRefusalError is a refused grant that may be another process's doing.
+type sharedRefusalError struct{ err error }
+
+func (e *sharedRefusalError) Error() string {
+	return "dropboxsign: the grant was refused, perhaps because another process spent the refresh token; the store will be read again: " + e.err.Error()
+}
+
+func (e *sharedRefusalError) Unwrap() error { return e.err }

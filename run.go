@@ -109,6 +109,21 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 	if next := s.adopt(st, stored, now); next != nil {
 		return next
 	}
+	if st.holdsNewer(stored) || (st.seed && stored == nil) {
+		// Our token replaced the stored one but its save failed, so the
+		// stored refresh token is spent; or ours was given to seed an empty
+		// store. Store ours first, then go on from it.
+		if err := store.Save(ctx, key, stored, st.tok); err != nil {
+			return st.failed(fmt.Errorf("dropboxsign: store: save %q: %w", key, err), now, true)
+		}
+		saved := *st
+		saved.stored, saved.seed = st.tok, false
+		saved.saveErr, saved.saveFailures, saved.saveRetryAt = nil, 0, time.Time{}
+		if !saved.needsRefresh(now) {
+			return &saved
+		}
+		st, stored = &saved, st.tok
+	}
 	base := stored
 	if base == nil {
 		base = st.tok // nothing stored (yet, or any more): our token seeds the store
@@ -119,7 +134,7 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 // adopt returns the state for a stored token that another process wrote and
 // that needs no refresh yet, or nil.
 func (s *TokenSource) adopt(st *state, stored *oauth2.Token, now time.Time) *state {
-	if stored == nil || (st.rejected && sameToken(stored, st.tok)) {
+	if stored == nil || (st.rejected && sameToken(stored, st.tok)) || st.holdsNewer(stored) {
 		return nil
 	}
 	next := newState(stored, s.opts.window)

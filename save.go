@@ -13,11 +13,11 @@ import (
 // outcome in next, which is not yet published. failures counts the failed
 // saves before this one, for the backoff.
 //
-// With a store, the token is saved there first, replacing next.stored. A
-// conflict means another process stored a token of its own meanwhile (say, a
-// new login): both are valid, the store keeps theirs, this source keeps
-// using its own until its next refresh re-reads the store. That is not a
-// failure to report.
+// With a store, the token is saved there first, replacing next.stored. On a
+// conflict the store is read again: if it lost its data, the token is stored
+// anew; if another process stored a token of its own meanwhile (say, a new
+// login), both are valid, the store keeps theirs, and this source keeps using
+// its own until its next refresh re-reads the store: not a failure.
 func (s *TokenSource) save(next *state, failures int, now time.Time) {
 	next.saveErr, next.saveFailures, next.saveRetryAt = nil, 0, time.Time{}
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
@@ -61,14 +61,28 @@ func (s *TokenSource) saveToStore(ctx context.Context, next *state) error {
 	if s.opts.store == nil || next.stored == next.tok {
 		return nil
 	}
-	err := s.opts.store.Save(ctx, s.opts.storeKey, next.stored, next.tok)
-	switch {
-	case err == nil:
-		next.stored = next.tok
-	case errors.Is(err, ErrConflict):
-		err = nil
-	default:
-		err = fmt.Errorf("dropboxsign: store: save %q: %w", s.opts.storeKey, err)
+	store, key := s.opts.store, s.opts.storeKey
+	err := store.Save(ctx, key, next.stored, next.tok)
+	if errors.Is(err, ErrConflict) {
+		// Look at what is there instead: nothing (the store lost its data
+		// meanwhile: store ours), our own token (an earlier attempt did
+		// write), or another writer's token (fine: see above).
+		cur, lerr := store.Load(ctx, key)
+		switch {
+		case errors.Is(lerr, ErrNotFound):
+			err = store.Save(ctx, key, nil, next.tok)
+		case lerr != nil:
+			err = lerr
+		case sameToken(cur, next.tok) && cur.RefreshToken == next.tok.RefreshToken:
+			err = nil
+		default:
+			next.stored = cur
+			return nil
+		}
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("dropboxsign: store: save %q: %w", key, err)
+	}
+	next.stored = next.tok
+	return nil
 }

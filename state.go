@@ -15,6 +15,7 @@ type state struct {
 	refreshAt   time.Time     // start of the refresh-ahead window
 	usableUntil time.Time     // after this, callers wait for a new token
 	rejected    bool          // the API refused tok: never hand it out again
+	seed        bool          // tok was given, with a store: not handed out before the store has spoken
 
 	err      error     // why the last refresh failed; nil after a success
 	failures int       // consecutive refresh failures
@@ -63,14 +64,23 @@ func schedule(tok *oauth2.Token, window time.Duration) (expires bool, refreshAt,
 	return true, refreshAt, usableUntil
 }
 
+// holdsNewer reports, for a source with a store, whether st.tok is newer than
+// stored: it replaced exactly what the store still holds (or the store holds
+// nothing), but saving it failed. Then the stored refresh token may be spent
+// and must neither be adopted nor presented.
+func (st *state) holdsNewer(stored *oauth2.Token) bool {
+	return st.saveErr != nil && st.tok != nil && st.stored != st.tok &&
+		(stored == nil || sameToken(stored, st.stored) && stored.RefreshToken == st.stored.RefreshToken)
+}
+
 // fresh reports whether tok can be handed out with nothing else to do: the
 // hot path's whole test.
 func (st *state) fresh(now time.Time) bool {
-	return st.saveErr == nil && !st.rejected && (!st.expires || now.Before(st.refreshAt))
+	return st.saveErr == nil && !st.rejected && !st.seed && (!st.expires || now.Before(st.refreshAt))
 }
 
 func (st *state) usable(now time.Time) bool {
-	return st.tok != nil && st.tok.AccessToken != "" && !st.rejected && (!st.expires || now.Before(st.usableUntil))
+	return st.tok != nil && st.tok.AccessToken != "" && !st.rejected && !st.seed && (!st.expires || now.Before(st.usableUntil))
 }
 
 func (st *state) needsRefresh(now time.Time) bool {
@@ -79,7 +89,7 @@ func (st *state) needsRefresh(now time.Time) bool {
 
 // refreshDue and saveDue report whether a background run would do anything.
 func (st *state) refreshDue(now time.Time) bool {
-	return st.needsRefresh(now) && !now.Before(st.retryAt)
+	return (st.needsRefresh(now) || st.seed) && !now.Before(st.retryAt)
 }
 
 func (st *state) saveDue(now time.Time) bool {
@@ -92,6 +102,9 @@ func (st *state) failed(err error, now time.Time, shared bool) *state {
 	next := *st
 	next.err = err
 	next.failures++
+	if shared && Classify(err) == Reauthorize && next.failures < sharedRefusals {
+		next.err = &sharedRefusalError{err}
+	}
 	next.retryAt = retryAt(err, next.failures, now, shared)
 	if st.usable(now) && Classify(err) == Temporary && next.retryAt.After(st.usableUntil) {
 		// Failures met while the token still served callers must not keep

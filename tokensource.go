@@ -70,7 +70,9 @@ func NewTokenSource(ctx context.Context, c *oauth2.Config, t *oauth2.Token, opts
 		copied := *t
 		t = &copied
 	}
-	s.state.Store(newState(t, s.opts.window))
+	st := newState(t, s.opts.window)
+	st.seed = t != nil && s.opts.store != nil
+	s.state.Store(st)
 	return s
 }
 

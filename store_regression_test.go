@@ -1,0 +1,177 @@
+package dropboxsign_test
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/dropboxsign-go/dropboxsign"
+)
+
+// Store regressions, first found in review: each test failed before its fix.
+
+// A store Save fails (the store is briefly down) and the store comes back:
+// the next refresh must store and present the newer token held in memory,
+// not the stored refresh token, which this very source has already spent.
+func TestUnsavedTokenIsStoredBeforeTheNextRefresh(t *testing.T) {
+	srv := newServer(t)
+	clk, done := newClock(), newRuns()
+	store := &failingStore{FileStore: newFileStore(t)}
+	ctx := testContext(t)
+	old := srv.IssueToken()
+	store.Save(ctx, "acct", nil, old)
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(store, "acct"),
+		dropboxsign.WithClock(clk.Now), done.option())
+	clk.Set(old.Expiry.Add(time.Second))
+	store.failSaves.Store(true)
+	fresh, err := ts.TokenContext(ctx) // refresh #1: RT(old) spent, save fails
+	var saveErr *dropboxsign.SaveError
+	if !errors.As(err, &saveErr) || fresh == nil {
+		t.Fatalf("want the token and a SaveError: %v, %v", fresh, err)
+	}
+	done.wait(t)
+	store.failSaves.Store(false) // the store is back
+	// The new token becomes due for a refresh before any save retry ran.
+	clk.Set(fresh.Expiry.Add(time.Second))
+	tok, err := ts.TokenContext(ctx)
+	t.Logf("after the store came back: %v, %v", tok, err)
+	if st := srv.Stats(); st.StaleRefreshTokens != 0 {
+		t.Errorf("%d stale refresh token(s) presented: the source used the spent stored refresh token, not its own newer one", st.StaleRefreshTokens)
+	}
+	if err != nil {
+		t.Errorf("no token: %v (the valid refresh token is in memory)", err)
+	}
+}
+
+// The store loses its data (Redis restarts without persistence, the file is
+// removed) while a refresh is in flight under the lock: Save(prev) gets
+// ErrConflict, and the source must store its new token anyway, not drop it.
+func TestSaveIntoAStoreEmptiedMidRefreshStoresTheToken(t *testing.T) {
+	srv := newServer(t)
+	fs := newFileStore(t)
+	ctx := testContext(t)
+	old := expired(srv.IssueToken())
+	fs.Save(ctx, "acct", nil, old)
+	release := srv.HoldTokenResponses()
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"))
+	got := make(chan error, 1)
+	go func() { _, err := ts.TokenContext(ctx); got <- err }()
+	if err := srv.WaitTokenRequests(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(fs.Path("acct")) // the store loses its data mid-refresh
+	release()
+	err := <-got
+	stored, lerr := fs.Load(ctx, "acct")
+	if lerr == nil && stored != nil {
+		return
+	}
+	t.Errorf("new token handed out (err=%v) but the store holds nothing (%v): the only valid refresh token lives in memory only", err, lerr)
+}
+
+// After a failed save, a 401 on the new token must not make the source
+// adopt the older stored token, dropping the only live refresh token.
+func TestRejectedUnsavedTokenIsNotReplacedByTheOlderStoredOne(t *testing.T) {
+	srv := newServer(t)
+	store := &failingStore{FileStore: newFileStore(t)}
+	ctx := testContext(t)
+	t1 := srv.IssueToken()
+	store.Save(ctx, "acct", nil, t1)
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(store, "acct"))
+	got, err := ts.TokenContext(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Invalidate(got) // the API refused t1 (a 401)
+	store.failSaves.Store(true)
+	t2, err := ts.TokenContext(ctx)
+	if t2 == nil || t2.AccessToken == t1.AccessToken {
+		t.Fatalf("refresh: %v, %v", t2, err)
+	}
+	store.failSaves.Store(false)
+	ts.Invalidate(t2) // a 401 on t2 too
+	t3, err := ts.TokenContext(ctx)
+	if err == nil && t3.AccessToken == t1.AccessToken {
+		t.Errorf("the source went back to t1, which the API refused, and dropped t2 and its refresh token (never stored)")
+	}
+	// Whatever it holds now, its next refresh must not present a spent token.
+	ts.Invalidate(t3)
+	ts.TokenContext(ctx)
+	if st := srv.Stats(); st.StaleRefreshTokens != 0 {
+		t.Errorf("%d stale refresh token(s) presented", st.StaleRefreshTokens)
+	}
+}
+
+// After the store loses its data, a replica that is behind may seed it with
+// a refresh token another replica spent: no client can tell. The refusal is
+// reported as Temporary, not as "re-authorize", and once the up-to-date
+// replica stores its token, the one behind adopts it.
+func TestReplicaBehindRecoversAfterTheStoreLostItsData(t *testing.T) {
+	srv := newServer(t)
+	fs := newFileStore(t)
+	ctx := testContext(t)
+	clk := newClock()
+	fs.Save(ctx, "acct", nil, srv.IssueToken())
+	a := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"))
+	b := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"), dropboxsign.WithClock(clk.Now))
+	ta, _ := a.TokenContext(ctx)
+	tb, _ := b.TokenContext(ctx)
+	a.Invalidate(ta)
+	if _, err := a.TokenContext(ctx); err != nil { // A rotates; the store holds A's new token
+		t.Fatal(err)
+	}
+	os.Remove(fs.Path("acct")) // data loss
+	b.Invalidate(tb)
+	_, err := b.TokenContext(ctx)
+	if c := dropboxsign.Classify(err); c != dropboxsign.Temporary {
+		t.Fatalf("B's refusal: %v classed %v; want Temporary", err, c)
+	}
+	tokA, _ := a.TokenContext(ctx)
+	a.Invalidate(tokA)
+	fromA, err := a.TokenContext(ctx) // A refreshes and seeds the store again
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Second) // B's backoff
+	fromB, err := b.TokenContext(ctx)
+	if err != nil || fromB.AccessToken != fromA.AccessToken {
+		t.Fatalf("B after A re-seeded: %v, %v; want A's token", fromB, err)
+	}
+	if n := srv.Stats().StaleRefreshTokens; n != 1 {
+		t.Errorf("%d stale refresh tokens, want only B's one", n)
+	}
+}
+
+// A token given with a store is stored before it is handed out, if the
+// store holds none; if it holds one, the store wins: a new login is saved to
+// the store (as `dropboxsign-token login` does) before sources read it.
+func TestGivenTokenSeedsTheStoreAndAStoredGrantWins(t *testing.T) {
+	srv := newServer(t)
+	fs := newFileStore(t)
+	ctx := testContext(t)
+	given := srv.IssueToken()
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), given, dropboxsign.WithStore(fs, "new"))
+	if _, err := ts.TokenContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if stored, err := fs.Load(ctx, "new"); err != nil || stored.AccessToken != given.AccessToken {
+		t.Errorf("the given token was handed out but not stored: %v, %v", stored, err)
+	}
+
+	oldGrant := srv.IssueToken() // the user's previous login
+	fs.Save(ctx, "relogin", nil, oldGrant)
+	fresh := srv.IssueToken() // the user logs in again
+	ts2 := dropboxsign.NewTokenSource(ctx, srv.Config(), fresh, dropboxsign.WithStore(fs, "relogin"))
+	if tok, _ := ts2.TokenContext(ctx); tok.AccessToken != oldGrant.AccessToken {
+		t.Errorf("a given token overrode the stored one")
+	}
+	prev, _ := fs.Load(ctx, "relogin")
+	if err := fs.Save(ctx, "relogin", prev, fresh); err != nil {
+		t.Fatal(err)
+	}
+	ts3 := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "relogin"))
+	if tok, _ := ts3.TokenContext(ctx); tok.AccessToken != fresh.AccessToken {
+		t.Errorf("after the login was saved, a source got %v", tok)
+	}
+}
