@@ -2,6 +2,8 @@ package dropboxsign
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,6 +33,9 @@ func NewFileStore(dir string) (*FileStore, error) {
 		return nil, errors.New("dropboxsign: FileStore needs a directory")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil { // also when it existed already
 		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
 	}
 	return &FileStore{dir: dir}, nil
@@ -77,7 +82,7 @@ func (f *FileStore) read(key string) (*fileRecord, error) {
 		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
 	}
 	var rec fileRecord
-	if err := json.Unmarshal(b, &rec); err != nil || rec.Token == nil {
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Token == nil || rec.Token.AccessToken == "" && rec.Token.RefreshToken == "" {
 		return nil, fmt.Errorf("dropboxsign: FileStore: %s is not a token file (corrupt or foreign): remove it or log in again", path)
 	}
 	return &rec, nil
@@ -122,7 +127,8 @@ func (f *FileStore) Lock(ctx context.Context, key string) (func(), error) {
 	return unlock, nil
 }
 
-// Keys returns the keys that have a token file, sorted.
+// Keys returns the keys that have a token file, sorted; the key is read
+// from each file (a long key's file name is a hash of it).
 func (f *FileStore) Keys() ([]string, error) {
 	matches, err := filepath.Glob(filepath.Join(f.dir, "*.json"))
 	if err != nil {
@@ -130,8 +136,15 @@ func (f *FileStore) Keys() ([]string, error) {
 	}
 	var keys []string
 	for _, m := range matches {
-		if key, ok := unescapeKey(strings.TrimSuffix(filepath.Base(m), ".json")); ok {
-			keys = append(keys, key)
+		b, err := os.ReadFile(m)
+		if err != nil {
+			continue
+		}
+		var rec fileRecord
+		if json.Unmarshal(b, &rec) == nil && f.Path(rec.Key) == m {
+			keys = append(keys, rec.Key)
+		} else if key, ok := unescapeKey(strings.TrimSuffix(filepath.Base(m), ".json")); ok {
+			keys = append(keys, key) // unreadable: listed, so that it can be seen and fixed
 		}
 	}
 	sort.Strings(keys)
@@ -191,8 +204,16 @@ func escapeKey(key string) string {
 	if b.Len() == 0 {
 		return "%" // the empty key
 	}
+	if b.Len() > maxNameLen {
+		// File names are limited (255 bytes on most systems): a long key's
+		// file is named after its hash; the file records the key itself.
+		sum := sha256.Sum256([]byte(key))
+		return "%long-" + hex.EncodeToString(sum[:])
+	}
 	return b.String()
 }
+
+const maxNameLen = 200
 
 func unescapeKey(name string) (string, bool) {
 	if name == "%" {

@@ -51,7 +51,7 @@ func TestFileStoreFilesArePrivate(t *testing.T) {
 func TestFileStoreKeysAreSafeFileNames(t *testing.T) {
 	fs := newFileStore(t)
 	ctx := testContext(t)
-	keys := []string{"", "user@example.com", "../../etc/passwd", "a/b", "ünï", "%41", ".hidden"}
+	keys := []string{"", "user@example.com", "../../etc/passwd", "a/b", "ünï", "%41", ".hidden", strings.Repeat("ä/", 300)}
 	for _, k := range keys {
 		if err := fs.Save(ctx, k, nil, &oauth2.Token{AccessToken: "x" + k}); err != nil {
 			t.Fatalf("%q: %v", k, err)
@@ -78,10 +78,12 @@ func TestFileStoreKeysAreSafeFileNames(t *testing.T) {
 
 func TestFileStoreReportsACorruptFile(t *testing.T) {
 	fs := newFileStore(t)
-	os.WriteFile(fs.Path("acct"), []byte(`{"token": 12`), 0o600)
-	_, err := fs.Load(testContext(t), "acct")
-	if err == nil || !strings.Contains(err.Error(), fs.Path("acct")) || errors.Is(err, dropboxsign.ErrNotFound) {
-		t.Errorf("err = %v, want one naming the corrupt file", err)
+	for _, content := range []string{`{"token": 12`, `{"token":{}}`, `[]`} {
+		os.WriteFile(fs.Path("acct"), []byte(content), 0o600)
+		_, err := fs.Load(testContext(t), "acct")
+		if err == nil || !strings.Contains(err.Error(), fs.Path("acct")) || errors.Is(err, dropboxsign.ErrNotFound) {
+			t.Errorf("%s: err = %v, want one naming the corrupt file", content, err)
+		}
 	}
 }
 

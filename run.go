@@ -23,7 +23,18 @@ func (s *TokenSource) kick() {
 	if s.opts.kicked != nil {
 		s.opts.kicked()
 	}
-	go s.flight.Do(flightKey, s.run) // run clears the flag
+	go func() {
+		for {
+			s.flight.Do(flightKey, s.run) // run clears the flag
+			// singleflight forgets a call only after it has returned, so Do
+			// may have joined a run that had just finished: if work is still
+			// due, go again (each run changes the state, so this ends).
+			st, now := s.state.Load(), s.opts.now()
+			if !st.usable(now) || !(st.refreshDue(now) || st.saveDue(now)) || !s.kicked.CompareAndSwap(false, true) {
+				return
+			}
+		}
+	}()
 }
 
 // run does the work the current state calls for and returns the state that

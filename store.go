@@ -36,8 +36,11 @@ type Store interface {
 	// the same AccessToken and RefreshToken, or, when prev is nil,
 	// nothing. Otherwise it stores nothing and returns ErrConflict. The
 	// comparison and the write must be atomic with respect to every
-	// other Save of the key. When Save returns nil, t is durable: a Load
-	// from any process returns it (or a later token).
+	// other Save of the key. When Save returns nil, a Load from any
+	// process returns t (or a later token), and t is as durable as the
+	// store is configured to make it (FileStore: fsync'd; Redis: see its
+	// appendonly and appendfsync settings). An error other than
+	// ErrConflict (a timeout, say) may come after the write happened.
 	Save(ctx context.Context, key string, prev, t *oauth2.Token) error
 
 	// Lock takes key's refresh lock, waiting until it is free or ctx ends
@@ -45,18 +48,25 @@ type Store interface {
 	// caller, in any process, gets it. The lock is a lease: if its holder
 	// dies, it lapses after a bounded time (at once for a FileStore, the
 	// lease's TTL for Redis), and the store keeps it alive, renewing as
-	// needed, until unlock is called. unlock releases it on a best-effort
-	// basis (if that fails, the lease still lapses); calling it again
-	// does nothing. The lock serializes refreshes; Save's comparison, not
-	// the lock, protects the stored token.
+	// needed, until unlock is called. A holder cut off from the store for
+	// longer than the lease loses it without being told. unlock releases
+	// it on a best-effort basis (if that fails, the lease still lapses);
+	// calling it again does nothing. The lock serializes refreshes; Save's
+	// comparison, not the lock, protects the stored token.
 	Lock(ctx context.Context, key string) (unlock func(), err error)
 }
 
 // WithStore makes the source keep its token in store under key, shared with
 // every other source, in any process, that uses the same store and key.
 //
-// The source then loads the token from the store when it has none (t given
-// to [NewTokenSource] may be nil), and around each refresh it takes the
+// The store is the source of truth. Pass t = nil to [NewTokenSource] and the
+// source loads the stored token. A t given anyway seeds an empty store (it
+// is stored before it is handed out); if the store already holds a token,
+// the stored one wins. So after a new login ([Exchange]), save the token to
+// the store yourself, with Save(prev = what you read), as the
+// dropboxsign-token CLI does, before sources read it.
+//
+// Around each refresh it takes the
 // store's lock, re-reads the stored token, adopts it without any request if
 // another process has already refreshed it, or else refreshes with the
 // stored refresh token, saves the new token with Save(prev = the token it

@@ -125,10 +125,8 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 			copied.Expiry = askAgain
 		}
 	}
-	if err != nil {
-		if _, unsaved := err.(*SaveError); unsaved {
-			err = nil
-		}
+	if _, unsaved := err.(*SaveError); unsaved {
+		err = nil
 	}
 	return &copied, err
 }

@@ -108,6 +108,7 @@ type Stats struct {
 
 // TokenRequest is one request to the token route, as received.
 type TokenRequest struct {
+	Time        time.Time // when it arrived
 	Method      string
 	Path        string
 	RawQuery    string
@@ -398,7 +399,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	s.arrived = make(chan struct{})
 	if len(s.requests) < maxRecorded {
 		s.requests = append(s.requests, TokenRequest{
-			Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
+			Time: time.Now(), Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
 			ContentType: r.Header.Get("Content-Type"), Header: r.Header.Clone(), Body: body,
 		})
 	}

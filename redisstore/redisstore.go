@@ -44,9 +44,13 @@ type Options struct {
 	// The holder renews it every LeaseTTL/3 while it refreshes.
 	LeaseTTL time.Duration
 	// EncryptionKeys, if any, seal stored tokens with AES-256-GCM: each
-	// key is 32 bytes; the first seals, every one of them opens. To rotate,
-	// put the new key first and keep the old one after it until every
-	// token has been saved again (a refresh saves it), then drop it.
+	// key is 32 bytes; the first seals, every one of them opens. Tokens
+	// stored as plain JSON (before encryption was turned on) still load,
+	// and are sealed at their next save. To rotate across a fleet without
+	// a moment where some replica cannot open a token: deploy [old, new]
+	// everywhere (new can open), then [new, old] (new seals), and drop old
+	// once every token has been saved again (each refresh saves; an
+	// account nobody refreshes keeps its old seal, so keep old until then).
 	EncryptionKeys [][]byte
 }
 
@@ -210,10 +214,15 @@ func (s *Store) Lock(ctx context.Context, key string) (func(), error) {
 	return func() {
 		once.Do(func() {
 			close(stop)
-			<-renewed
-			rctx, cancel := context.WithTimeout(context.Background(), s.ttl)
-			defer cancel()
-			releaseScript.Run(rctx, s.client, []string{lk}, owner) // if this fails, the lease lapses
+			// Release without holding up the caller, who may have a token
+			// to hand out; if the release fails, the lease lapses. The
+			// goroutine ends within the lease's TTL.
+			go func() {
+				<-renewed
+				rctx, cancel := context.WithTimeout(context.Background(), s.ttl)
+				defer cancel()
+				releaseScript.Run(rctx, s.client, []string{lk}, owner)
+			}()
 		})
 	}, nil
 }

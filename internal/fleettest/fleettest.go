@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -29,12 +30,16 @@ import (
 
 // Config describes one fleet run.
 type Config struct {
-	Replicas  int           // worker processes
-	Accounts  int           // accounts, each with its own key and token
-	Duration  time.Duration // how long the workers call the API
-	Lifetime  time.Duration // access token lifetime (whole seconds)
-	Callers   int           // concurrent callers per worker
-	KillAfter time.Duration // if > 0: a process holding account 0's lock is SIGKILLed after this
+	Replicas int           // worker processes
+	Accounts int           // accounts, each with its own key and token
+	Duration time.Duration // how long the workers call the API
+	Lifetime time.Duration // access token lifetime (whole seconds)
+	Callers  int           // concurrent callers per worker
+	// KillAfter, if > 0, starts a process that takes account 0's refresh
+	// lock before the workers start and is SIGKILLed after KillAfter; make
+	// it later than account 0's first refresh is due, so that the workers
+	// must wait for the dead holder's lock to go.
+	KillAfter time.Duration
 	// StoreEnv is passed to every child, for NewStore to find the store.
 	StoreEnv []string
 }
@@ -196,6 +201,9 @@ type Report struct {
 	StoreCallsPerCall float64 // store round trips per API call
 	Killed            bool
 	Account0Calls     int64
+	// Account0Refreshed is when account 0 was first refreshed, from the
+	// workers' start; with a kill it must not precede KillAfter.
+	Account0Refreshed time.Duration
 	// ValidAccounts counts the accounts whose stored refresh token still
 	// works after the run: the newest one was stored, none was lost.
 	ValidAccounts int
@@ -213,8 +221,12 @@ func Run(t *testing.T, cfg Config, store dropboxsign.Store) Report {
 	defer cancel()
 
 	accounts := map[string]string{}
+	var seed0 string
 	for i := range cfg.Accounts {
 		tok := srv.IssueToken()
+		if i == 0 {
+			seed0 = tok.RefreshToken
+		}
 		if err := store.Save(ctx, Key(i), nil, tok); err != nil {
 			t.Fatalf("seeding the store: %v", err)
 		}
@@ -231,9 +243,10 @@ func Run(t *testing.T, cfg Config, store dropboxsign.Store) Report {
 			t.Fatalf("locker: %q, %v", line, err)
 		}
 		defer locker.cmd.Wait()
-		time.AfterFunc(cfg.KillAfter, func() { locker.cmd.Process.Signal(syscall.SIGKILL) })
+		defer time.AfterFunc(cfg.KillAfter, func() { locker.cmd.Process.Signal(syscall.SIGKILL) }).Stop()
 		rep.Killed = true
 	}
+	started := time.Now()
 	workers := make([]*child, cfg.Replicas)
 	for i := range workers {
 		workers[i] = start(t, ctx, cfg, spec, "worker")
@@ -257,6 +270,12 @@ func Run(t *testing.T, cfg Config, store dropboxsign.Store) Report {
 	}
 	rep.StoreCallsPerCall /= float64(max(rep.Calls, 1))
 	rep.Server = srv.Stats()
+	for _, req := range srv.TokenRequests() {
+		if strings.Contains(string(req.Body), seed0) {
+			rep.Account0Refreshed = req.Time.Sub(started)
+			break
+		}
+	}
 	conf := &oauth2.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, Endpoint: oauth2.Endpoint{TokenURL: srv.URL + dropboxsigntest.TokenPath}}
 	for i := range cfg.Accounts {
 		stored, err := store.Load(ctx, Key(i))
