@@ -113,3 +113,48 @@ func BenchmarkClient(b *testing.B) {
 		})
 	}
 }
+
+// cannedTransport answers at once, so that a client benchmark measures only
+// what the authorizing transport adds to a request.
+type cannedTransport struct{}
+
+func (cannedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") == "" && r.URL.Path == "/authorized" {
+		panic("no Authorization header")
+	}
+	return &http.Response{StatusCode: 200, Body: http.NoBody, Request: r}, nil
+}
+
+// BenchmarkTransportOverhead: a request through each client's transport
+// over a base that answers at once: the authorization's own cost.
+func BenchmarkTransportOverhead(b *testing.B) {
+	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, &http.Client{Transport: cannedTransport{}})
+	conf := &oauth2.Config{ClientID: "id", ClientSecret: "secret", Endpoint: dropboxsign.Endpoint}
+	clients := []struct {
+		name   string
+		client *http.Client
+	}{
+		{"Unauthenticated", &http.Client{Transport: cannedTransport{}}},
+		{"XOAuth2Static", oauth2.NewClient(ctx, oauth2.StaticTokenSource(benchToken()))},
+		{"NewClient", dropboxsign.NewClient(ctx, conf, benchToken())},
+	}
+	for _, c := range clients {
+		path := "/authorized"
+		if c.name == "Unauthenticated" {
+			path = "/open"
+		}
+		req, _ := http.NewRequest("GET", "http://api.invalid"+path, nil)
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := c.client.Do(req)
+					if err != nil {
+						b.Fatal(err)
+					}
+					resp.Body.Close()
+				}
+			})
+		})
+	}
+}

@@ -45,6 +45,17 @@
 // [NewClient] marks it bad with [TokenSource.Invalidate] and replays the
 // request once with a new token.
 //
+// # Many processes
+//
+// With [WithStore], sources in any number of processes share each account's
+// token through a [Store]: [FileStore] for one machine, or the Redis store of
+// module github.com/dropboxsign-go/dropboxsign/redisstore for a fleet. Callers
+// are still served from memory; around a refresh the source takes the
+// store's lock, adopts a token another process stored, or refreshes with the
+// stored refresh token and saves the result with a compare-and-swap before
+// handing it out. One refresh per account per expiry, fleet-wide, and no
+// replica presents a refresh token another has spent.
+//
 // # Testing
 //
 // Package dropboxsigntest provides a fake Dropbox Sign server on loopback
