@@ -376,3 +376,25 @@ func TestBackoffFromTheWindowEndsWhenTheTokenStopsServing(t *testing.T) {
 		t.Errorf("when the token stopped serving: %v, %v; want an attempt at once", tok, err)
 	}
 }
+
+// Background runs keep starting, run after run: the flag that stops callers
+// from queueing on a running refresh is never left up (it once was, when a
+// kick joined a run that singleflight had not yet forgotten).
+func TestBackgroundRunsKeepStarting(t *testing.T) {
+	srv := newServer(t)
+	clk, done := newClock(), newRuns()
+	tok := srv.IssueToken()
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), tok, dropboxsign.WithClock(clk.Now), done.option())
+	for i := range 200 {
+		clk.Set(tok.Expiry.Add(-4 * time.Minute)) // inside the current token's window
+		if got, err := ts.TokenContext(context.Background()); err != nil || got.AccessToken != tok.AccessToken {
+			t.Fatalf("cycle %d: %v, %v", i, got, err)
+		}
+		done.wait(t)
+		next, err := ts.TokenContext(context.Background())
+		if err != nil || next.AccessToken == tok.AccessToken {
+			t.Fatalf("cycle %d: no new token after the background run: %v, %v", i, next, err)
+		}
+		tok = next
+	}
+}

@@ -23,18 +23,33 @@ func (s *TokenSource) kick() {
 	if s.opts.kicked != nil {
 		s.opts.kicked()
 	}
-	go func() {
-		for {
-			s.flight.Do(flightKey, s.run) // run clears the flag
-			// singleflight forgets a call only after it has returned, so Do
-			// may have joined a run that had just finished: if work is still
-			// due, go again (each run changes the state, so this ends).
-			st, now := s.state.Load(), s.opts.now()
-			if !st.usable(now) || !(st.refreshDue(now) || st.saveDue(now)) || !s.kicked.CompareAndSwap(false, true) {
-				return
-			}
+	go s.background()
+}
+
+// background runs until no work is due, then lowers the kick flag, which it
+// owns while it runs.
+func (s *TokenSource) background() {
+	for {
+		// singleflight forgets a call only after it has returned, so Do
+		// may join a run that has just finished and do nothing: hence the
+		// loop. Each run changes the state, so it ends.
+		s.flight.Do(flightKey, s.run)
+		if s.workDue() {
+			continue
 		}
-	}()
+		s.kicked.Store(false)
+		// A kick refused while the flag was still up would be lost: look
+		// once more now that it is down.
+		if !s.workDue() || !s.kicked.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// workDue reports whether a background run has something to do.
+func (s *TokenSource) workDue() bool {
+	st, now := s.state.Load(), s.opts.now()
+	return st.usable(now) && (st.refreshDue(now) || st.saveDue(now))
 }
 
 // run does the work the current state calls for and returns the state that
@@ -42,12 +57,9 @@ func (s *TokenSource) kick() {
 // work, and re-checks after a save retry, because the token may have become
 // due for a refresh meanwhile (a caller may be waiting for one).
 func (s *TokenSource) run() (any, error) {
-	defer func() {
-		s.kicked.Store(false) // any run ends what a kick asked for
-		if s.opts.afterRun != nil {
-			s.opts.afterRun()
-		}
-	}()
+	if s.opts.afterRun != nil {
+		defer s.opts.afterRun()
+	}
 	st := s.state.Load()
 	now := s.opts.now()
 	if st.saveDue(now) && !st.refreshDue(now) {
