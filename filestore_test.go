@@ -249,43 +249,22 @@ func TestFailedStoreSaveKeepsTheTokenAndRetries(t *testing.T) {
 	}
 }
 
-// countingStore counts the store round trips a source makes.
-type countingStore struct {
-	dropboxsign.Store
-	n atomic.Int64
-}
-
-func (c *countingStore) Load(ctx context.Context, key string) (*oauth2.Token, error) {
-	c.n.Add(1)
-	return c.Store.Load(ctx, key)
-}
-
-func (c *countingStore) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
-	c.n.Add(1)
-	return c.Store.Save(ctx, key, prev, t)
-}
-
-func (c *countingStore) Lock(ctx context.Context, key string) (func(), error) {
-	c.n.Add(1)
-	return c.Store.Lock(ctx, key)
-}
-
 // The in-process cache is the hot path: between refreshes an API call costs
 // no store round trip.
 func TestNoStoreRoundTripsBetweenRefreshes(t *testing.T) {
 	srv := newServer(t)
-	store := &countingStore{Store: newFileStore(t)}
+	store := &storetest.Counting{Store: newFileStore(t)}
 	ctx := testContext(t)
 	store.Store.Save(ctx, "acct", nil, srv.IssueToken())
 	client := dropboxsign.NewClient(ctx, srv.Config(), nil, dropboxsign.WithStore(store, "acct"))
 	get(t, client, srv.AccountURL()) // loads the token
-	loaded := store.n.Load()
+	loaded := store.Calls()
 	for range 200 {
 		if get(t, client, srv.AccountURL()) != 200 {
 			t.Fatal("call failed")
 		}
 	}
-	if n := store.n.Load() - loaded; n != 0 {
+	if n := store.Calls() - loaded; n != 0 {
 		t.Errorf("%d store round trips for 200 API calls between refreshes", n)
 	}
 }

@@ -224,26 +224,7 @@ func redisFleet(t *testing.T, kill time.Duration) {
 	store, _ := redisstore.New(r.Client(t), redisstore.Options{Prefix: p, LeaseTTL: lease})
 	cfg := fleettest.Config{Replicas: 4, Accounts: 50, Duration: 8 * time.Second, Lifetime: 4 * time.Second, Callers: 4, KillAfter: kill,
 		StoreEnv: []string{"FLEET_REDIS_ADDR=" + r.Addr, "FLEET_REDIS_PREFIX=" + p, "FLEET_REDIS_LEASE=" + lease.String()}}
-	rep := fleettest.Run(t, cfg, store)
-	t.Logf("%d replicas, %d accounts, %s of %s tokens: %d API calls, %d failed; %d refreshes = %.2f per account per token lifetime; %.4f store round trips per API call; %d stale refresh tokens; %d of %d accounts valid after; account 0 first refreshed at %v",
-		cfg.Replicas, cfg.Accounts, cfg.Duration, cfg.Lifetime, rep.Calls, rep.Failures, rep.Server.Refreshes,
-		rep.RefreshesPerToken, rep.StoreCallsPerCall, rep.Server.StaleRefreshTokens, rep.ValidAccounts, cfg.Accounts, rep.Account0Refreshed.Round(time.Millisecond))
-	if rep.Failures != 0 {
-		t.Errorf("%d of %d calls failed; first: %s", rep.Failures, rep.Calls, rep.FirstError)
-	}
-	if rep.Server.StaleRefreshTokens != 0 {
-		t.Errorf("%d stale refresh tokens presented", rep.Server.StaleRefreshTokens)
-	}
-	if rep.RefreshesPerToken > 3 || rep.RefreshesPerToken < 1 {
-		t.Errorf("%.2f refreshes per account per lifetime; want about 2, not %d", rep.RefreshesPerToken, 2*cfg.Replicas)
-	}
-	if rep.ValidAccounts != cfg.Accounts {
-		t.Errorf("%d of %d accounts left with a working refresh token", rep.ValidAccounts, cfg.Accounts)
-	}
-	if kill > 0 && (rep.Account0Calls == 0 || rep.Account0Refreshed < kill) {
-		t.Errorf("account 0: %d calls, first refreshed %v after the start; want calls, and the refresh to wait for the kill at %v",
-			rep.Account0Calls, rep.Account0Refreshed, kill)
-	}
+	fleettest.Check(t, cfg, fleettest.Run(t, cfg, store))
 }
 
 func TestFleetSharingRedis(t *testing.T) { redisFleet(t, 0) }

@@ -18,13 +18,13 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dropboxsign-go/dropboxsign"
 	"github.com/dropboxsign-go/dropboxsign/dropboxsigntest"
+	"github.com/dropboxsign-go/dropboxsign/internal/storetest"
 	"golang.org/x/oauth2"
 )
 
@@ -104,29 +104,8 @@ func lockAndHang(spec childSpec, store dropboxsign.Store) {
 	select {}
 }
 
-// countingStore counts the store calls a worker makes.
-type countingStore struct {
-	dropboxsign.Store
-	n atomic.Int64
-}
-
-func (c *countingStore) Load(ctx context.Context, key string) (*oauth2.Token, error) {
-	c.n.Add(1)
-	return c.Store.Load(ctx, key)
-}
-
-func (c *countingStore) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
-	c.n.Add(1)
-	return c.Store.Save(ctx, key, prev, t)
-}
-
-func (c *countingStore) Lock(ctx context.Context, key string) (func(), error) {
-	c.n.Add(1)
-	return c.Store.Lock(ctx, key)
-}
-
 func work(spec childSpec, store dropboxsign.Store) result {
-	counting := &countingStore{Store: store}
+	counting := &storetest.Counting{Store: store}
 	conf := &oauth2.Config{ClientID: spec.ClientID, ClientSecret: spec.Secret, Endpoint: oauth2.Endpoint{
 		TokenURL: spec.ServerURL + dropboxsigntest.TokenPath, AuthStyle: oauth2.AuthStyleInParams}}
 	ctx := context.Background()
@@ -161,7 +140,7 @@ func work(spec childSpec, store dropboxsign.Store) result {
 		})
 	}
 	wg.Wait()
-	res.StoreCalls = counting.n.Load()
+	res.StoreCalls = counting.Calls()
 	return res
 }
 
@@ -334,4 +313,31 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)
+}
+
+// Check asserts what a fleet run must achieve, whatever its store, and logs
+// its figures.
+func Check(t *testing.T, cfg Config, rep Report) {
+	t.Helper()
+	t.Logf("%d replicas, %d accounts, %s of %s tokens: %d API calls, %d failed; %d refreshes = %.2f per account per token lifetime; %.4f store round trips per API call; %d stale refresh tokens; %d of %d accounts valid after; account 0 first refreshed at %v",
+		cfg.Replicas, cfg.Accounts, cfg.Duration, cfg.Lifetime, rep.Calls, rep.Failures, rep.Server.Refreshes,
+		rep.RefreshesPerToken, rep.StoreCallsPerCall, rep.Server.StaleRefreshTokens, rep.ValidAccounts, cfg.Accounts, rep.Account0Refreshed.Round(time.Millisecond))
+	if rep.Failures != 0 {
+		t.Errorf("%d of %d calls failed; first: %s", rep.Failures, rep.Calls, rep.FirstError)
+	}
+	if rep.Server.StaleRefreshTokens != 0 {
+		t.Errorf("%d stale refresh tokens presented", rep.Server.StaleRefreshTokens)
+	}
+	// Refresh-ahead at half-life makes 2 refreshes per token lifetime for
+	// the whole fleet; replicas refreshing on their own would make 2 each.
+	if rep.RefreshesPerToken > 3 || rep.RefreshesPerToken < 1 {
+		t.Errorf("%.2f refreshes per account per lifetime; want about 2, not %d", rep.RefreshesPerToken, 2*cfg.Replicas)
+	}
+	if rep.ValidAccounts != cfg.Accounts {
+		t.Errorf("%d of %d accounts left with a working refresh token", rep.ValidAccounts, cfg.Accounts)
+	}
+	if cfg.KillAfter > 0 && (rep.Account0Calls == 0 || rep.Account0Refreshed < cfg.KillAfter) {
+		t.Errorf("account 0: %d calls, first refreshed %v after the start; want calls, and the refresh to wait for the kill at %v",
+			rep.Account0Calls, rep.Account0Refreshed, cfg.KillAfter)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -153,4 +154,31 @@ func testKeys(t *testing.T, s dropboxsign.Store) {
 			t.Errorf("Load(%q) = %+v, %v", k, got, err)
 		}
 	}
+}
+
+// Counting wraps a Store and counts the round trips made through it.
+type Counting struct {
+	dropboxsign.Store
+	n atomic.Int64
+}
+
+// Calls returns how many Load, Save and Lock calls were made.
+func (c *Counting) Calls() int64 { return c.n.Load() }
+
+// Load counts, then loads.
+func (c *Counting) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	c.n.Add(1)
+	return c.Store.Load(ctx, key)
+}
+
+// Save counts, then saves.
+func (c *Counting) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
+	c.n.Add(1)
+	return c.Store.Save(ctx, key, prev, t)
+}
+
+// Lock counts, then locks.
+func (c *Counting) Lock(ctx context.Context, key string) (func(), error) {
+	c.n.Add(1)
+	return c.Store.Lock(ctx, key)
 }
