@@ -13,8 +13,9 @@ import (
 // TokenSource is an [oauth2.TokenSource] for Dropbox Sign that refreshes its
 // token by itself. Create it with [NewTokenSource]; the zero value is not
 // usable. It is safe for concurrent use by any number of goroutines, and it
-// needs no Close: the only goroutine it starts is a refresh, which ends with
-// the refresh.
+// needs no Close: the goroutines it starts serve one refresh or save retry
+// each and end with it (a WithOnRefresh function that never returns keeps
+// its own).
 //
 // A valid token is returned from memory, without locks, I/O or allocation.
 // Within the expiry window (see [WithExpiryWindow]) callers still get the
@@ -24,7 +25,8 @@ import (
 // retried with exponential backoff, never in a tight loop; while a usable
 // token is in hand, a failed background refresh does not reach callers.
 //
-// Each refresh presents the newest refresh token the source has seen, and a
+// Each refresh presents the newest refresh token the source has seen (with
+// [WithStore], the one it has just read under the store's lock), and a
 // refresh response without one keeps the previous one.
 type TokenSource struct {
 	client    *tokenClient
