@@ -56,6 +56,9 @@ func tokenURLs(raw string) (exchange, refresh string, err error) {
 	if u.Host == "" {
 		return "", "", configErrorf("token URL %q has no host", u.Redacted())
 	}
+	if u.User != nil {
+		return "", "", configErrorf("token URL %q carries user information; the client credentials belong in oauth2.Config", u.Redacted())
+	}
 	// The exchange goes to the URL without "refresh" in its query, the
 	// refresh to the URL with it, whichever way the URL was given.
 	var kept []string

@@ -26,10 +26,18 @@ const DefaultTimeout = 30 * time.Second
 // ctx (the [oauth2.HTTPClient] key), else [http.DefaultClient]; without a
 // deadline in ctx the request is bounded by [DefaultTimeout].
 //
-// A failure from the endpoint is returned as an error that wraps an
-// [*oauth2.RetrieveError] (use [errors.As]) whose ErrorCode and
-// ErrorDescription are filled from either of Dropbox Sign's error shapes.
-// Error texts never contain the client secret or the code.
+// An error answer from the endpoint is returned as an [*oauth2.RetrieveError]
+// itself, as [oauth2.Config.Exchange] returns it, with ErrorCode and
+// ErrorDescription filled from either of Dropbox Sign's error shapes. A 2xx
+// answer that is not a usable token (malformed JSON, a field of the wrong
+// type, an access token that could not be sent in a header, a state that is
+// not the one sent) is an error that wraps one (use [errors.As]).
+//
+// No error text, nor the RetrieveError's Body, ErrorDescription or Response
+// status and headers, contains the client secret, the code or a token, even
+// when the endpoint or a proxy echoes them back; texts hold no control
+// characters (but for the line break x/oauth2's RetrieveError puts before a
+// body) and are bounded in length, and Body keeps at most 4 KiB.
 func Exchange(ctx context.Context, c *oauth2.Config, code, state string) (*oauth2.Token, error) {
 	tc, err := newTokenClient(c, DefaultTimeout, time.Now)
 	if err != nil {
@@ -111,7 +119,7 @@ func (tc *tokenClient) exchange(ctx context.Context, code, state string) (*oauth
 		return nil, errors.New("dropboxsign: exchange: empty state (pass the state given to AuthCodeURL)")
 	}
 	body := exchangeRequest{tc.clientID, tc.clientSecret, code, state, "authorization_code"}
-	return tc.post(ctx, "exchange", tc.exchangeURL, body, tc.clientSecret, code)
+	return tc.post(ctx, "exchange", tc.exchangeURL, body, state, newRedactor(tc.clientSecret, code))
 }
 
 func (tc *tokenClient) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
@@ -119,7 +127,7 @@ func (tc *tokenClient) refresh(ctx context.Context, refreshToken string) (*oauth
 		return nil, errNoRefreshToken
 	}
 	body := refreshRequest{"refresh_token", refreshToken, tc.clientID, tc.clientSecret}
-	tok, err := tc.post(ctx, "refresh", tc.refreshURL, body, tc.clientSecret, refreshToken)
+	tok, err := tc.post(ctx, "refresh", tc.refreshURL, body, "", newRedactor(tc.clientSecret, refreshToken))
 	if err != nil {
 		return nil, err
 	}
@@ -131,9 +139,10 @@ func (tc *tokenClient) refresh(ctx context.Context, refreshToken string) (*oauth
 
 var errNoRefreshToken = errors.New("dropboxsign: refresh: the token has no refresh token")
 
-// post sends one token request and decodes its answer. secrets are the values
-// that must never show in an error text, even if the server echoes them.
-func (tc *tokenClient) post(ctx context.Context, op, target string, body any, secrets ...string) (*oauth2.Token, error) {
+// post sends one token request and decodes its answer. r knows the secrets
+// the request carries: no error text may show them, even if the server or a
+// proxy echoes them back.
+func (tc *tokenClient) post(ctx context.Context, op, target string, body any, wantState string, r *redactor) (*oauth2.Token, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -144,11 +153,11 @@ func (tc *tokenClient) post(ctx context.Context, op, target string, body any, se
 	}
 	payload, err := json.Marshal(body)
 	if err != nil {
-		return nil, fmt.Errorf("dropboxsign: %s: encoding request: %w", op, err)
+		return nil, fmt.Errorf("dropboxsign: %s: encoding the request: %s", op, r.text(err.Error()))
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(payload))
 	if err != nil {
-		return nil, fmt.Errorf("dropboxsign: %s: %w", op, err)
+		return nil, fmt.Errorf("dropboxsign: %s: %s", op, r.text(err.Error()))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
@@ -156,10 +165,10 @@ func (tc *tokenClient) post(ctx context.Context, op, target string, body any, se
 	sent := tc.now()
 	resp, err := tokenHTTPClient(ctx).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("dropboxsign: %s: %w", op, err)
+		return nil, fmt.Errorf("dropboxsign: %s: %w", op, r.requestError(err, http.MethodPost, target))
 	}
 	defer resp.Body.Close()
-	return decodeResponse(op, resp, sent, secrets)
+	return decodeResponse(op, resp, sent, wantState, r)
 }
 
 // tokenHTTPClient returns the context's HTTP client, as x/oauth2 does, but

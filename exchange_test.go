@@ -193,13 +193,13 @@ func TestErrorResponses(t *testing.T) {
 		textHas     string
 		rateLimited bool
 	}{
-		{"envelope", dropboxsigntest.EnvelopeError(403, "forbidden", "Not allowed."), 403, "forbidden", "Not allowed.", "403 Forbidden: forbidden: Not allowed.", false},
+		{"envelope", dropboxsigntest.EnvelopeError(403, "forbidden", "Not allowed."), 403, "forbidden", "Not allowed.", `oauth2: "forbidden" "Not allowed."`, false},
 		{"oauth", dropboxsigntest.OAuthError(400, "invalid_grant", "The refresh token is invalid."), 400, "invalid_grant", "The refresh token is invalid.", "invalid_grant", false},
-		{"rate limited", dropboxsigntest.RateLimited(reset), 429, "exceeded_rate", "Too many requests.", "429 Too Many Requests: exceeded_rate", true},
-		{"html 502", dropboxsigntest.BadGateway(), 502, "", "", `502 Bad Gateway: response is not JSON (Content-Type "text/html"`, false},
-		{"error in a 200", dropboxsigntest.Fault{Status: 200, Body: `{"error":"invalid_request","error_description":"Bad code."}`}, 200, "invalid_request", "Bad code.", "200 OK: invalid_request: Bad code.", false},
-		{"envelope without name", dropboxsigntest.Fault{Status: 200, Body: `{"error":{}}`}, 200, "", "", "error response without an error code", false},
-		{"empty 500", dropboxsigntest.Fault{Status: 500}, 500, "", "", "500 Internal Server Error: response is not JSON", false},
+		{"rate limited", dropboxsigntest.RateLimited(reset), 429, "exceeded_rate", "Too many requests.", `oauth2: "exceeded_rate"`, true},
+		{"html 502", dropboxsigntest.BadGateway(), 502, "", "", "oauth2: cannot fetch token: 502 Bad Gateway\nResponse: <html><head><title>502 Bad Gateway", false},
+		{"error in a 200", dropboxsigntest.Fault{Status: 200, Body: `{"error":"invalid_request","error_description":"Bad code."}`}, 200, "invalid_request", "Bad code.", `oauth2: "invalid_request" "Bad code."`, false},
+		{"envelope without name", dropboxsigntest.Fault{Status: 200, Body: `{"error":{}}`}, 200, "", "", "200 OK\nResponse: {\"error\":{}}", false},
+		{"empty 500", dropboxsigntest.Fault{Status: 500}, 500, "", "", "oauth2: cannot fetch token: 500 Internal Server Error", false},
 		{"not json 200", dropboxsigntest.Fault{Status: 200, Body: "OK"}, 200, "", "", "response is not a JSON object", false},
 		{"json array", dropboxsigntest.Fault{Status: 200, Body: `["access_token"]`}, 200, "", "", "response is not a JSON object", false},
 		{"truncated json", dropboxsigntest.Fault{Status: 200, Body: `{"access_token":"a","expi`}, 200, "", "", "response is not a JSON object", false},
@@ -224,6 +224,11 @@ func TestErrorResponses(t *testing.T) {
 			var re *oauth2.RetrieveError
 			if !errors.As(err, &re) {
 				t.Fatalf("error %v (%T) does not wrap *oauth2.RetrieveError", err, err)
+			}
+			// An answer that reports an error is the RetrieveError itself,
+			// as x/oauth2 returns it: code that type-asserts keeps working.
+			if _, direct := err.(*oauth2.RetrieveError); direct != (tc.status >= 300 || tc.code != "" || strings.Contains(tc.textHas, "Response:")) {
+				t.Errorf("%T returned; want *oauth2.RetrieveError itself exactly for answers that report an error", err)
 			}
 			if re.Response == nil || re.Response.StatusCode != tc.status {
 				t.Errorf("Response = %v, want status %d", re.Response, tc.status)

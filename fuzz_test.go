@@ -33,8 +33,11 @@ func fuzzResponse(status int, contentType, reset string, body []byte) *http.Resp
 // wraps the response and keeps secrets out of its text.
 func checkDecoded(t *testing.T, tok *oauth2.Token, err error) {
 	if err == nil {
-		if tok == nil || tok.AccessToken == "" {
+		if tok == nil || credentialProblem(tok.AccessToken) != "" || tok.Type() != "Bearer" {
 			t.Fatalf("no error and no usable token: %+v", tok)
+		}
+		if tok.RefreshToken != "" && credentialProblem(tok.RefreshToken) != "" {
+			t.Fatalf("a refresh token that cannot be sent: %q", tok.RefreshToken)
 		}
 		if tok.ExpiresIn < 0 || tok.ExpiresIn > maxExpiresIn || (tok.ExpiresIn > 0) == tok.Expiry.IsZero() {
 			t.Fatalf("ExpiresIn %d with Expiry %v", tok.ExpiresIn, tok.Expiry)
@@ -46,15 +49,22 @@ func checkDecoded(t *testing.T, tok *oauth2.Token, err error) {
 		t.Fatalf("token %+v along with error %v", tok, err)
 	}
 	var re *oauth2.RetrieveError
-	if !errors.As(err, &re) || re.Response == nil || len(re.Body) > maxBodySize {
+	if !errors.As(err, &re) || re.Response == nil || len(re.Body) > maxErrorBody+len("…") {
 		t.Fatalf("error %v does not wrap a bounded RetrieveError", err)
 	}
 	text := err.Error()
-	if strings.Contains(text, fuzzSecret) {
-		t.Fatalf("secret in error text: %q", text)
+	for _, shown := range []string{text, string(re.Body), re.ErrorCode, re.ErrorDescription, re.Response.Status} {
+		if strings.Contains(shown, fuzzSecret) {
+			t.Fatalf("secret in %q", shown)
+		}
 	}
-	if strings.ContainsAny(text, "\n\r\x1b") {
+	// x/oauth2's RetrieveError puts one line break before a body; nothing
+	// from the response may add another, nor any other control character.
+	if strings.ContainsAny(strings.Replace(text, "\nResponse: ", "", 1), "\n\r\x1b") {
 		t.Fatalf("control character in error text: %q", text)
+	}
+	if len(text) > 2*maxErrorBody {
+		t.Fatalf("error text of %d bytes", len(text))
 	}
 	Classify(err)
 	ErrorRateLimit(err)
@@ -77,7 +87,7 @@ func FuzzTokenResponse(f *testing.F) {
 		f.Add([]byte(seed), "application/json")
 	}
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
-		tok, err := decodeResponse("refresh", fuzzResponse(200, contentType, "", body), time.Now(), []string{fuzzSecret})
+		tok, err := decodeResponse("refresh", fuzzResponse(200, contentType, "", body), time.Now(), "", newRedactor(fuzzSecret))
 		checkDecoded(t, tok, err)
 	})
 }
@@ -102,7 +112,7 @@ func FuzzErrorResponse(f *testing.F) {
 		if status < 100 || status > 999 {
 			status = 500
 		}
-		tok, err := decodeResponse("refresh", fuzzResponse(status, "application/json", reset, body), time.Now(), []string{fuzzSecret})
+		tok, err := decodeResponse("refresh", fuzzResponse(status, "application/json", reset, body), time.Now(), "", newRedactor(fuzzSecret))
 		if status >= 300 && err == nil {
 			t.Fatalf("status %d decoded as a token", status)
 		}

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 )
@@ -22,37 +21,48 @@ const maxBodySize = 1 << 20
 // is a broken server, and would overflow time arithmetic soon after.
 const maxExpiresIn = 10 * 365 * 24 * 3600
 
-// decodeResponse turns a token response into a token or an error. sent is when
-// the request left, so that Expiry errs on the early side.
-func decodeResponse(op string, resp *http.Response, sent time.Time, secrets []string) (*oauth2.Token, error) {
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
-	re := &oauth2.RetrieveError{Response: resp, Body: body}
-	fail := func(format string, args ...any) *tokenError {
-		return &tokenError{op: op, status: sanitize(resp.Status, secrets), msg: fmt.Sprintf(format, args...), retrieve: re}
-	}
-	if err != nil {
-		return nil, fail("reading response: %v", err)
-	}
-	if len(body) > maxBodySize {
-		re.Body = body[:maxBodySize]
-		return nil, fail("response body exceeds %d bytes", maxBodySize)
-	}
-
+// decodeResponse turns a token response into a token or an error. sent is
+// when the request left, so that Expiry errs on the early side; wantState,
+// if not empty, is the state the answer may echo. r knows the secrets of the
+// request, and learns those of the answer: new tokens in a broken answer are
+// credentials too.
+//
+// An answer that reports an error (a status other than 2xx, or an "error"
+// member) comes back as the *oauth2.RetrieveError itself, as x/oauth2 returns
+// it; a 2xx answer that is not a usable token comes back as a *responseError
+// that wraps one.
+func decodeResponse(op string, resp *http.Response, sent time.Time, wantState string, r *redactor) (*oauth2.Token, error) {
+	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
 	var fields map[string]json.RawMessage
-	jsonErr := json.Unmarshal(body, &fields)
+	jsonErr := errors.New("too large to parse")
+	if len(body) <= maxBodySize {
+		jsonErr = json.Unmarshal(body, &fields)
+	}
+	for _, name := range []string{"access_token", "refresh_token", "client_secret", "code"} {
+		secret, _ := stringField(fields, name)
+		r.add(secret)
+	}
+	re := &oauth2.RetrieveError{Response: r.response(resp), Body: r.body(body)}
 	if jsonErr == nil {
-		re.ErrorCode, re.ErrorDescription, re.ErrorURI = parseError(fields)
+		code, desc, uri := parseError(fields)
+		re.ErrorCode, re.ErrorDescription, re.ErrorURI = r.text(code), r.text(desc), r.text(uri)
 	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 || hasError(fields) {
-		e := fail("%s", describeError(re, jsonErr, resp.Header.Get("Content-Type"), secrets))
-		return nil, e
+	bad := func(format string, args ...any) *responseError {
+		return &responseError{op: op, status: re.Response.Status, msg: fmt.Sprintf(format, args...), retrieve: re}
 	}
-	if jsonErr != nil {
-		return nil, fail("response is not a JSON object (Content-Type %q, %d bytes)", sanitize(resp.Header.Get("Content-Type"), secrets), len(body))
+	switch {
+	case readErr != nil:
+		return nil, bad("reading the response: %s", r.text(readErr.Error()))
+	case len(body) > maxBodySize:
+		return nil, bad("the response body exceeds %d bytes", maxBodySize)
+	case resp.StatusCode < 200 || resp.StatusCode > 299 || hasError(fields):
+		return nil, re
+	case jsonErr != nil:
+		return nil, bad("the response is not a JSON object (Content-Type %q, %d bytes)", r.text(resp.Header.Get("Content-Type")), len(body))
 	}
-	tok, err := parseToken(fields, sent, resp.Header)
+	tok, err := parseToken(fields, sent, wantState, resp.Header)
 	if err != nil {
-		e := fail("malformed token response: %v", err)
+		e := bad("malformed token response: %v", err)
 		e.refreshToken = salvageRefreshToken(fields)
 		return nil, e
 	}
@@ -60,9 +70,11 @@ func decodeResponse(op string, resp *http.Response, sent time.Time, secrets []st
 }
 
 // parseToken reads Dropbox Sign's OAuthTokenResponse. Every field named by
-// the spec must have its documented type; other fields are kept as extras,
-// and so is the rate limit read from header.
-func parseToken(fields map[string]json.RawMessage, sent time.Time, header http.Header) (*oauth2.Token, error) {
+// the spec must have its documented type and a value fit for its use (the
+// access token goes into an HTTP header, the refresh token into the next
+// request); other fields are kept as extras, and so is the rate limit read
+// from header. Error texts never quote a value.
+func parseToken(fields map[string]json.RawMessage, sent time.Time, wantState string, header http.Header) (*oauth2.Token, error) {
 	access, err := stringField(fields, "access_token")
 	if err != nil {
 		return nil, err
@@ -70,16 +82,34 @@ func parseToken(fields map[string]json.RawMessage, sent time.Time, header http.H
 	if access == "" {
 		return nil, errors.New("access_token is missing or empty")
 	}
+	if problem := credentialProblem(access); problem != "" {
+		return nil, errors.New("access_token " + problem)
+	}
 	tokenType, err := stringField(fields, "token_type")
 	if err != nil {
 		return nil, err
 	}
-	if tokenType == "" {
+	switch {
+	case tokenType == "" || strings.EqualFold(tokenType, "bearer"):
 		tokenType = "Bearer"
+	default:
+		return nil, errors.New("token_type is not Bearer, the only type Dropbox Sign's API accepts")
 	}
 	refresh, err := stringField(fields, "refresh_token")
 	if err != nil {
 		return nil, err
+	}
+	if refresh != "" { // empty reads as absent: the old refresh token is kept
+		if problem := credentialProblem(refresh); problem != "" {
+			return nil, errors.New("refresh_token " + problem)
+		}
+	}
+	state, err := stringField(fields, "state")
+	if err != nil {
+		return nil, err
+	}
+	if wantState != "" && state != "" && state != wantState {
+		return nil, errors.New("the response's state is not the one sent: it answers another request")
 	}
 	secs, err := expiresIn(fields["expires_in"], sent)
 	if err != nil {
@@ -102,6 +132,28 @@ func parseToken(fields map[string]json.RawMessage, sent time.Time, header http.H
 		extra[rateLimitKey] = rl
 	}
 	return tok.WithExtra(extra), nil
+}
+
+// maxCredentialLen bounds access and refresh tokens: one travels in a header
+// on every API call, and real ones are far shorter.
+const maxCredentialLen = 4096
+
+// credentialProblem says why s cannot serve as a token value, or "" if it
+// can: visible ASCII only, so that it is a legal header value (RFC 9110) and
+// prints as itself, and of bounded length.
+func credentialProblem(s string) string {
+	if s == "" {
+		return "is empty"
+	}
+	if len(s) > maxCredentialLen {
+		return fmt.Sprintf("is longer than %d bytes", maxCredentialLen)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			return "holds characters that cannot be sent in an HTTP header (space, control or non-ASCII)"
+		}
+	}
+	return ""
 }
 
 // stringField returns a JSON string field; absent and null read as "".
@@ -178,30 +230,21 @@ func hasError(fields map[string]json.RawMessage) bool {
 	return ok && string(raw) != "null" && string(raw) != `""`
 }
 
-func describeError(re *oauth2.RetrieveError, jsonErr error, contentType string, secrets []string) string {
-	switch {
-	case re.ErrorCode != "" && re.ErrorDescription != "":
-		return sanitize(re.ErrorCode, secrets) + ": " + sanitize(re.ErrorDescription, secrets)
-	case re.ErrorCode != "":
-		return sanitize(re.ErrorCode, secrets)
-	case jsonErr != nil:
-		return fmt.Sprintf("response is not JSON (Content-Type %q, %d bytes)", sanitize(contentType, secrets), len(re.Body))
-	default:
-		return "error response without an error code"
-	}
-}
-
 // salvageRefreshToken picks a refresh token out of an otherwise unusable
 // success response: if the server rotated it, it is the only valid one left.
+// One that could not be sent is no use.
 func salvageRefreshToken(fields map[string]json.RawMessage) string {
 	rt, _ := stringField(fields, "refresh_token")
+	if credentialProblem(rt) != "" {
+		return ""
+	}
 	return rt
 }
 
-// tokenError is the error of a token request that got an HTTP response. Its
-// text is built from sanitized parts only; the raw response stays reachable
-// through the wrapped *oauth2.RetrieveError.
-type tokenError struct {
+// responseError is the error of a token request whose 2xx answer was not a
+// usable token. Its text is built from sanitized parts only; the answer
+// stays reachable, redacted, through the wrapped *oauth2.RetrieveError.
+type responseError struct {
 	op           string
 	status       string
 	msg          string
@@ -209,30 +252,8 @@ type tokenError struct {
 	refreshToken string // salvaged from a malformed success; never printed
 }
 
-func (e *tokenError) Error() string {
+func (e *responseError) Error() string {
 	return "dropboxsign: " + e.op + ": " + e.status + ": " + e.msg
 }
 
-func (e *tokenError) Unwrap() error { return e.retrieve }
-
-// sanitize makes server-supplied text safe to print: control characters are
-// dropped (no log injection, and no hiding a secret behind one), secrets are
-// redacted, and the length is capped.
-func sanitize(s string, secrets []string) string {
-	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == utf8.RuneError {
-			return -1
-		}
-		return r
-	}, s)
-	for _, secret := range secrets {
-		if secret != "" {
-			s = strings.ReplaceAll(s, secret, "[redacted]")
-		}
-	}
-	const maxRunes = 200
-	if utf8.RuneCountInString(s) > maxRunes {
-		s = string([]rune(s)[:maxRunes]) + "…"
-	}
-	return s
-}
+func (e *responseError) Unwrap() error { return e.retrieve }

@@ -186,7 +186,7 @@ func (s *TokenSource) refreshFrom(st *state, base, prev *oauth2.Token, now time.
 	}
 	if err != nil {
 		next := st.failed(err, now, s.opts.store != nil)
-		var te *tokenError
+		var te *responseError
 		if errors.As(err, &te) && te.refreshToken != "" && base != nil && te.refreshToken != base.RefreshToken {
 			// A broken response that still carried a new refresh token: the
 			// old one may be spent, so keep and persist the new one.
