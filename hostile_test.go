@@ -2,12 +2,15 @@ package dropboxsign_test
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/dropboxsign-go/dropboxsign"
@@ -239,5 +242,71 @@ func TestExchangeRefusesAnAnswerForAnotherState(t *testing.T) {
 	_, err := dropboxsign.Exchange(testContext(t), conf, code, "mine")
 	if err == nil || !strings.Contains(err.Error(), "state is not the one sent") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// leavingContext ends just after its caller has looked at it: the first Err
+// says it is live, so the caller joins the run, and it leaves at once, as a
+// caller whose deadline fires mid-wait does.
+type leavingContext struct {
+	context.Context
+	looked atomic.Bool
+}
+
+var closed = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (c *leavingContext) Done() <-chan struct{} { return closed }
+
+func (c *leavingContext) Err() error {
+	if c.looked.Swap(true) {
+		return context.Canceled
+	}
+	return nil
+}
+
+// While a refresh is held up, callers that leave take nothing with them and
+// leave nothing behind, and callers whose context has already ended do not
+// join at all.
+func TestCallersThatLeaveLeaveNothingBehind(t *testing.T) {
+	srv := newServer(t)
+	release := srv.HoldTokenResponses()
+	defer release()
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), expired(srv.IssueToken()))
+	first := make(chan error, 1)
+	go func() { _, err := ts.TokenContext(testContext(t)); first <- err }()
+	if err := srv.WaitTokenRequests(testContext(t), 1); err != nil {
+		t.Fatal(err)
+	}
+
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := ts.TokenContext(ended); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v", err)
+		}
+	}); allocs != 0 {
+		t.Errorf("a caller whose context had ended made %v allocations: it joined", allocs)
+	}
+
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	const leavers = 200_000
+	for range leavers {
+		if _, err := ts.TokenContext(&leavingContext{Context: context.Background()}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 2<<20 {
+		t.Errorf("the heap grew by %d bytes (%d per caller) for %d callers that left", grew, grew/leavers, leavers)
+	}
+	release()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.Stats().TokenRequests; n != 1 {
+		t.Errorf("%d token requests, want 1", n)
 	}
 }

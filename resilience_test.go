@@ -377,9 +377,9 @@ func TestBackoffFromTheWindowEndsWhenTheTokenStopsServing(t *testing.T) {
 	}
 }
 
-// Background runs keep starting, run after run: the flag that stops callers
-// from queueing on a running refresh is never left up (it once was, when a
-// kick joined a run that singleflight had not yet forgotten).
+// Background runs keep starting, run after run: a kick never finds a
+// finished run still registered (it once did, when a kick joined a run that
+// singleflight had not yet forgotten, and background refresh stopped).
 func TestBackgroundRunsKeepStarting(t *testing.T) {
 	srv := newServer(t)
 	clk, done := newClock(), newRuns()

@@ -10,56 +10,15 @@ import (
 )
 
 // This file is the writing side of a TokenSource: runs, which refresh the
-// token or retry its save. singleflight runs them one at a time, so they are
-// the only writers of s.state but for Invalidate, which only marks a token.
-
-// kick starts a background run unless one is under way. The flag keeps
-// callers in the expiry window from queueing on singleflight (a lock and a
-// channel each) while a slow refresh runs.
-func (s *TokenSource) kick() {
-	if s.kicked.Load() || !s.kicked.CompareAndSwap(false, true) {
-		return
-	}
-	if s.opts.kicked != nil {
-		s.opts.kicked()
-	}
-	go s.background()
-}
-
-// background runs until no work is due, then lowers the kick flag, which it
-// owns while it runs.
-func (s *TokenSource) background() {
-	for {
-		// singleflight forgets a call only after it has returned, so Do
-		// may join a run that has just finished and do nothing: hence the
-		// loop. Each run changes the state, so it ends.
-		s.flight.Do(flightKey, s.run)
-		if s.workDue() {
-			continue
-		}
-		s.kicked.Store(false)
-		// A kick refused while the flag was still up would be lost: look
-		// once more now that it is down.
-		if !s.workDue() || !s.kicked.CompareAndSwap(false, true) {
-			return
-		}
-	}
-}
-
-// workDue reports whether a background run has something to do.
-func (s *TokenSource) workDue() bool {
-	st, now := s.state.Load(), s.opts.now()
-	return st.usable(now) && (st.refreshDue(now) || st.saveDue(now))
-}
+// token or retry its save. At most one runs at a time (see flight.go), so
+// runs are the only writers of s.state but for Invalidate, which only marks
+// a token.
 
 // run does the work the current state calls for and returns the state that
 // follows. It re-reads the state, because another run may have just done the
 // work, and re-checks after a save retry, because the token may have become
 // due for a refresh meanwhile (a caller may be waiting for one).
-func (s *TokenSource) run() (any, error) {
-	if s.opts.afterRun != nil {
-		defer s.opts.afterRun()
-	}
+func (s *TokenSource) run() *state {
 	st := s.state.Load()
 	now := s.opts.now()
 	if st.saveDue(now) && !st.refreshDue(now) {
@@ -71,7 +30,7 @@ func (s *TokenSource) run() (any, error) {
 	if st.refreshDue(now) {
 		st = s.publish(s.refresh(st, now))
 	}
-	return st, nil
+	return st
 }
 
 // publish makes next the current state. If the state moved on since next's

@@ -2,12 +2,10 @@ package dropboxsign
 
 import (
 	"context"
-	"errors"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
-	"golang.org/x/sync/singleflight"
 )
 
 // TokenSource is an [oauth2.TokenSource] for Dropbox Sign that refreshes its
@@ -34,15 +32,10 @@ type TokenSource struct {
 	ctx       context.Context // supplies values (the HTTP client) only
 	opts      options
 	state     atomic.Pointer[state]
-	flight    singleflight.Group
-	kicked    atomic.Bool // a background run is under way
+	flying    atomic.Pointer[flight] // the run under way, if any: see flight.go
 }
 
 var _ oauth2.TokenSource = (*TokenSource)(nil)
-
-// flightKey names the source's one kind of work: every run (refresh or save
-// retry) shares it, so runs never overlap and are the state's only writers.
-const flightKey = "run"
 
 // NewTokenSource returns a source that starts from t and refreshes it with
 // c's client credentials at c.Endpoint.TokenURL. t may be nil or lack an
@@ -134,44 +127,18 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 }
 
 func (s *TokenSource) slowPath(ctx context.Context, st *state, now time.Time) (*oauth2.Token, error) {
-	if st.usable(now) {
-		// Static stability: the caller leaves with the token in hand and
-		// any work due runs in the background.
-		if st.refreshDue(now) || st.saveDue(now) {
-			s.kick()
-		}
-		if st.saveErr != nil {
-			return st.tok, st.saveErr
-		}
-		return st.tok, nil
+	if !st.usable(now) {
+		return s.wait(ctx, st, now)
 	}
-	if st.err != nil && now.Before(st.retryAt) {
-		return nil, &backoffError{err: st.err, retry: st.retryAt.Sub(now)}
+	// Static stability: the caller leaves with the token in hand and any
+	// work due runs in the background.
+	if st.refreshDue(now) || st.saveDue(now) {
+		s.kick()
 	}
-	if ctx == nil {
-		ctx = context.Background()
+	if st.saveErr != nil {
+		return st.tok, st.saveErr
 	}
-	select {
-	case r := <-s.flight.DoChan(flightKey, s.run):
-		return s.result(r.Val.(*state))
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// result is what a caller that waited for a run gets from its outcome.
-func (s *TokenSource) result(st *state) (*oauth2.Token, error) {
-	switch {
-	case st.usable(s.opts.now()):
-		if st.saveErr != nil {
-			return st.tok, st.saveErr
-		}
-		return st.tok, nil
-	case st.err != nil:
-		return nil, st.err
-	default: // a run that had nothing to do, e.g. a rejection came in meanwhile
-		return nil, errors.New("dropboxsign: no usable token; try again")
-	}
+	return st.tok, nil
 }
 
 // Invalidate reports that the API refused t although it had not expired (it

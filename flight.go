@@ -1,0 +1,115 @@
+package dropboxsign
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// This file is how callers share runs. A run does the work the source's
+// state calls for (a refresh, or a retry of a failed save) and publishes the
+// state that follows. At most one run is under way per source, found through
+// an atomic pointer, so concurrent callers share one token request.
+//
+// Callers that need a run's outcome wait on its done channel, one channel
+// for all of them: a caller that leaves (its context ended) takes nothing
+// with it and leaves nothing behind, however many come and go while a
+// refresh is held up; a caller whose context has already ended does not
+// join at all. singleflight's DoChan, used here before, keeps a channel per
+// waiter until the call returns, and lets a caller join a call whose
+// function has already returned, handing it an outcome older than the state
+// it has seen; the run is forgotten here before its waiters wake, and a
+// waiter that finds the outcome already stale starts the next run.
+
+// A flight is one run.
+type flight struct {
+	done chan struct{} // closed once the run has published its outcome
+	st   *state        // the outcome; written before done is closed
+}
+
+// maxJoins bounds how many runs one caller waits for when each outcome is
+// already stale by the time it wakes: a bound, not a schedule.
+const maxJoins = 3
+
+// launch returns the run under way, or starts one on a goroutine of its own
+// (started is then true): the run serves every caller, so no caller's
+// context may end it.
+func (s *TokenSource) launch() (f *flight, started bool) {
+	for {
+		if f := s.flying.Load(); f != nil {
+			return f, false
+		}
+		f := &flight{done: make(chan struct{})}
+		if s.flying.CompareAndSwap(nil, f) {
+			go s.fly(f)
+			return f, true
+		}
+	}
+}
+
+func (s *TokenSource) fly(f *flight) {
+	f.st = s.run()
+	// Forget the run before waking its waiters: from now on a caller starts
+	// a new run rather than join this one and get its outcome again.
+	s.flying.Store(nil)
+	close(f.done)
+	if s.opts.afterRun != nil {
+		s.opts.afterRun()
+	}
+}
+
+// kick starts a background run unless one is under way; the caller does not
+// wait for it. While a slow refresh runs, callers in the window cost one
+// atomic load here, no lock and no channel.
+func (s *TokenSource) kick() {
+	if s.flying.Load() != nil {
+		return
+	}
+	if _, started := s.launch(); started && s.opts.kicked != nil {
+		s.opts.kicked()
+	}
+}
+
+// wait is the slow path of a caller without a usable token: it waits for a
+// run that starts from the state it saw, or a later one, and returns what
+// that run's outcome gives it.
+func (s *TokenSource) wait(ctx context.Context, st *state, now time.Time) (*oauth2.Token, error) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	for range maxJoins {
+		if st.err != nil && now.Before(st.retryAt) {
+			return nil, &backoffError{err: st.err, retry: st.retryAt.Sub(now)}
+		}
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		f, _ := s.launch()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+		st, now = f.st, s.opts.now()
+		switch {
+		case st.usable(now) && st.saveErr != nil:
+			return st.tok, st.saveErr
+		case st.usable(now):
+			return st.tok, nil
+		case st.err != nil && now.Before(st.retryAt):
+			// The run this caller waited for failed: its error, as is
+			// (an *oauth2.RetrieveError when the endpoint refused).
+			return nil, st.err
+		}
+		// The outcome is stale already (the next attempt is due, or a
+		// rejection came in meanwhile): go again from it.
+	}
+	if st.err != nil {
+		return nil, st.err
+	}
+	return nil, errNoUsableToken
+}
+
+var errNoUsableToken = errors.New("dropboxsign: no usable token; try again")
