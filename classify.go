@@ -54,7 +54,8 @@ func Classify(err error) Class {
 	if errors.Is(err, errNoToken) || errors.Is(err, errNoRefreshToken) {
 		return Reauthorize
 	}
-	if errors.Is(err, ErrInsecureEndpoint) || errors.Is(err, errBadConfig) {
+	var refused *refusedTokensError
+	if errors.Is(err, ErrInsecureEndpoint) || errors.Is(err, errBadConfig) || errors.As(err, &refused) {
 		return Misconfigured
 	}
 	var shared *sharedRefusalError

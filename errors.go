@@ -45,6 +45,15 @@ func (e *backoffError) Error() string {
 
 func (e *backoffError) Unwrap() error { return e.err }
 
+// refusedTokensError is what callers get while the source backs off after
+// the API refused a token fresh from a refresh: refreshing does not help.
+type refusedTokensError struct{ n int }
+
+func (e *refusedTokensError) Error() string {
+	return fmt.Sprintf("dropboxsign: the API refused %d tokens in a row (401), the last one fresh from a refresh: "+
+		"refreshing again does not help; does a proxy drop the Authorization header, or has the app lost API access?", e.n)
+}
+
 // sharedRefusals is how many refusals of the grant in a row a source with a
 // store reports as Temporary: another process may have spent the refresh
 // token (after the store lost its data, say) and hold a newer one, which the

@@ -194,35 +194,90 @@ func TestRejectedTokenIsReplacedAndTheRequestReplayed(t *testing.T) {
 	}
 }
 
-func TestRejectionIsNotRetriedTwiceNorWithoutAReplayableBody(t *testing.T) {
+func TestRejectionIsNotReplayedWithoutAReplayableBody(t *testing.T) {
 	srv := newServer(t)
 	client := dropboxsign.NewClient(testContext(t), srv.Config(), srv.IssueToken())
 
-	// Every API answer is 401: one replay with one new token, then the 401.
-	srv.InjectAPIFault(dropboxsigntest.EnvelopeError(401, "unauthorized", "Unauthorized api key."))
-	if status := get(t, client, srv.AccountURL()); status != 401 {
-		t.Errorf("status = %d, want the second 401", status)
-	}
-	if st := srv.Stats(); st.APICalls != 2 || st.Refreshes != 1 {
-		t.Errorf("API calls %d, refreshes %d; want 2 and 1", st.APICalls, st.Refreshes)
-	}
-
 	// A body that cannot be replayed: the token is still marked bad, the
-	// request is not sent again.
-	body := io.NopCloser(strings.NewReader("once"))
-	req, _ := http.NewRequest("POST", srv.AccountURL(), body)
+	// request is not sent again, the caller gets the 401.
+	srv.InjectAPIFault(dropboxsigntest.Fault{Status: 401, Body: `{"error":{"error_name":"unauthorized"}}`, Count: 1})
+	req, _ := http.NewRequest("POST", srv.AccountURL(), io.NopCloser(strings.NewReader("once")))
 	req.GetBody = nil
 	resp, err := client.Do(req)
 	if err != nil || resp.StatusCode != 401 {
 		t.Fatalf("unreplayable: %v, %v", resp, err)
 	}
 	resp.Body.Close()
-	if st := srv.Stats(); st.APICalls != 3 {
-		t.Errorf("API calls = %d, want 3: no replay", st.APICalls)
+	if st := srv.Stats(); st.APICalls != 1 || st.TokenRequests != 0 {
+		t.Errorf("API calls %d, token requests %d; want 1 and 0: no replay", st.APICalls, st.TokenRequests)
 	}
-	srv.ClearFaults()
-	if get(t, client, srv.AccountURL()) != 200 || srv.Stats().Refreshes != 2 {
+	if get(t, client, srv.AccountURL()) != 200 || srv.Stats().Refreshes != 1 {
 		t.Errorf("after an unreplayed 401 the next call should refresh once: %+v", srv.Stats())
+	}
+}
+
+// When the API refuses every token (a proxy that drops the header, an app
+// whose access is gone), one refused token costs one refresh; the
+// replacement refused too, the source backs off like after any failure, and
+// callers get an error Classify calls Misconfigured, not a refresh each.
+func TestAPIRefusingEveryTokenCostsOneRefreshThenBacksOff(t *testing.T) {
+	srv := newServer(t)
+	clk := newClock()
+	client := dropboxsign.NewClient(testContext(t), srv.Config(), srv.IssueToken(), dropboxsign.WithClock(clk.Now))
+	srv.InjectAPIFault(dropboxsigntest.EnvelopeError(401, "unauthorized", "Unauthorized api key."))
+
+	if status := get(t, client, srv.AccountURL()); status != 401 {
+		t.Fatalf("status = %d, want the API's 401 after one replay", status)
+	}
+	if st := srv.Stats(); st.APICalls != 2 || st.TokenRequests != 1 {
+		t.Fatalf("API calls %d, token requests %d; want 2 and 1", st.APICalls, st.TokenRequests)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 150)
+	for i := range 150 {
+		call := func() { _, err := client.Get(srv.AccountURL()); errs <- err }
+		if i < 100 {
+			call() // one after another
+		} else {
+			wg.Go(call) // and at once
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if c := dropboxsign.Classify(err); err == nil || c != dropboxsign.Misconfigured {
+			t.Fatalf("a call while backing off: %v, classed %v; want an error classed Misconfigured", err, c)
+		}
+	}
+	if st := srv.Stats(); st.TokenRequests != 1 || st.APICalls != 2 {
+		t.Fatalf("150 calls made %d token requests and %d API calls; want none while backing off", st.TokenRequests, st.APICalls-2)
+	}
+
+	clk.Advance(2 * time.Second) // the first backoff, 1–1.5 s, is over
+	if status := get(t, client, srv.AccountURL()); status != 401 || srv.Stats().TokenRequests != 2 {
+		t.Fatalf("after the backoff: status %d, %d token requests; want one more refresh and the API's 401", status, srv.Stats().TokenRequests)
+	}
+	if _, err := client.Get(srv.AccountURL()); dropboxsign.Classify(err) != dropboxsign.Misconfigured {
+		t.Fatalf("refused again: %v; want the next, longer backoff", err)
+	}
+
+	srv.ClearFaults() // the proxy is fixed
+	clk.Advance(4 * time.Second)
+	for range 10 {
+		if status := get(t, client, srv.AccountURL()); status != 200 {
+			t.Fatalf("status %d after the fix", status)
+		}
+	}
+	if n := srv.Stats().TokenRequests; n != 3 {
+		t.Errorf("%d token requests in all, want 3", n)
+	}
+
+	// A refusal long after the last one is news, not a streak: at once,
+	// one refresh and a replay.
+	clk.Advance(2 * time.Minute)
+	srv.InjectAPIFault(dropboxsigntest.Fault{Status: 401, Count: 1})
+	if status := get(t, client, srv.AccountURL()); status != 200 || srv.Stats().TokenRequests != 4 {
+		t.Errorf("a fresh refusal: status %d, %d token requests; want 200 after one refresh", status, srv.Stats().TokenRequests)
 	}
 }
 

@@ -34,13 +34,16 @@ func (s *TokenSource) run() *state {
 }
 
 // publish makes next the current state. If the state moved on since next's
-// run loaded it, Invalidate did it: its mark carries over when next still
-// holds that token.
+// run loaded it, Invalidate did it: its mark, and the backoff of a streak of
+// refused tokens, carry over when next still holds that token.
 func (s *TokenSource) publish(next *state) *state {
 	for {
 		cur := s.state.Load()
-		if cur.rejected && sameToken(cur.tok, next.tok) {
-			next.rejected = true
+		if cur.rejected && sameToken(cur.tok, next.tok) && !next.rejected {
+			next.rejected, next.rejections = true, cur.rejections
+			if _, streak := cur.err.(*refusedTokensError); streak {
+				next.err, next.retryAt = cur.err, cur.retryAt
+			}
 		}
 		if s.state.CompareAndSwap(cur, next) {
 			return next
@@ -158,6 +161,10 @@ func (s *TokenSource) refreshFrom(st *state, base, prev *oauth2.Token, now time.
 	}
 	next := newState(tok, s.opts.window)
 	next.stored = prev
+	next.arrived = s.opts.now()
+	if st.rejected {
+		next.rejections = st.rejections // a streak goes on while replacements are refused at once
+	}
 	s.save(next, st.saveFailures, now)
 	if later := s.opts.now(); !next.usable(later) {
 		// Keep it (its refresh token is the newest) but do not refresh

@@ -15,6 +15,8 @@ type state struct {
 	refreshAt   time.Time     // start of the refresh-ahead window
 	usableUntil time.Time     // after this, callers wait for a new token
 	rejected    bool          // the API refused tok: never hand it out again
+	rejections  int           // tokens the API refused in a row, this one included if rejected
+	arrived     time.Time     // when a refresh brought tok (zero for a token given or adopted)
 	seed        bool          // tok was given, with a store: not handed out before the store has spoken
 
 	err      error     // why the last refresh failed; nil after a success

@@ -147,19 +147,40 @@ func (s *TokenSource) slowPath(ctx context.Context, st *state, now time.Time) (*
 // source has already moved on to a newer token, nothing happens, so any
 // number of callers may report the same refused token and it costs one
 // refresh. The client from [NewClient] calls it by itself on a 401.
+//
+// If the API also refuses the token that replaced a refused one, within a
+// minute of its arrival, refreshing again at once would not help (a proxy
+// that drops the Authorization header, an app whose API access is gone):
+// the source backs off as after a failed refresh (1 s, doubling, at most 5
+// min), and meanwhile callers get an error for which [Classify] says
+// Misconfigured. A refused token that had served for longer, or a refresh
+// for expiry, starts afresh.
 func (s *TokenSource) Invalidate(t *oauth2.Token) {
 	for {
 		st := s.state.Load()
 		if st.rejected || t == nil || !sameToken(st.tok, t) {
 			return
 		}
+		now := s.opts.now()
 		next := *st
 		next.rejected = true
+		next.rejections = 1
+		if st.rejections > 0 && now.Sub(st.arrived) < streakWindow {
+			next.rejections = st.rejections + 1
+		}
+		if next.rejections > 1 {
+			next.err = &refusedTokensError{n: next.rejections}
+			next.retryAt = now.Add(backoff(next.rejections - 1))
+		}
 		if s.state.CompareAndSwap(st, &next) {
 			return
 		}
 	}
 }
+
+// streakWindow is how soon after its arrival a replacement for a refused
+// token must be refused too for the refusals to count as one streak.
+const streakWindow = time.Minute
 
 func sameToken(a, b *oauth2.Token) bool {
 	return a != nil && b != nil && a.AccessToken == b.AccessToken

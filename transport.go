@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
+	"strings"
 
 	"golang.org/x/oauth2"
 )
@@ -21,13 +23,23 @@ import (
 // CheckRedirect, Jar and Timeout carry over, as with [oauth2.NewClient].
 //
 // If no token can be had, the request fails with the token source's error
-// and is not sent; a valid token that [WithOnRefresh] failed to save is used. If the API answers 401 to a token the source thought
-// valid, the client marks that token bad ([TokenSource.Invalidate]) and, when
-// the request's body can be replayed (no body, or GetBody set, as
+// and is not sent; a valid token that [WithOnRefresh] failed to save is
+// used. If the API answers 401 to a token the source thought valid, the
+// client marks that token bad ([TokenSource.Invalidate]) and, when the
+// request's body can be replayed (no body, or GetBody set, as
 // [http.NewRequest] does for in-memory bodies), sends the request once more
-// with a new token; the caller gets the second answer, whatever it is.
+// with a new token; the caller gets the second answer, whatever it is. If
+// the new token is refused too, the source backs off (see Invalidate):
+// one refused token costs one refresh, never one per request.
 //
-// [oauth2.NewClient] with a [TokenSource] works too, without the 401 retry.
+// Redirects that the client follows carry the token only where net/http
+// would carry an Authorization header set by hand: to the first request's
+// host or its subdomains, and, unlike net/http, never from https to plain
+// http. A 401 from a host that got no token says nothing about the token.
+//
+// [oauth2.NewClient] with a [TokenSource] works too, without the 401 retry
+// and without the redirect rule (x/oauth2's transport sets the header on
+// every hop).
 func NewClient(ctx context.Context, c *oauth2.Config, t *oauth2.Token, opts ...Option) *http.Client {
 	src := NewTokenSource(ctx, c, t, opts...)
 	hc := contextClient(ctx)
@@ -50,6 +62,11 @@ type transport struct {
 }
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if !mayCarryToken(req) {
+		// A redirect that left the first request's host: net/http drops an
+		// Authorization header set by hand there, so the token stays home.
+		return t.base.RoundTrip(req)
+	}
 	tok, err := t.source.TokenContext(req.Context())
 	var saveErr *SaveError
 	if errors.As(err, &saveErr) {
@@ -63,8 +80,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	resp, err := t.base.RoundTrip(authorize(req, tok))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+	if err != nil {
 		return resp, err
+	}
+	if resp.StatusCode != http.StatusUnauthorized {
+		return resp, nil
 	}
 
 	// The API refused a token the source thought valid: revoked, or the
@@ -87,7 +107,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	io.CopyN(io.Discard, resp.Body, 4<<10) // let the connection be reused
 	resp.Body.Close()
-	return t.base.RoundTrip(retry)
+	resp, err = t.base.RoundTrip(retry)
+	if err == nil && resp.StatusCode == http.StatusUnauthorized {
+		t.source.Invalidate(fresh) // refused fresh: the source backs off
+	}
+	return resp, err
 }
 
 // authorize returns a shallow copy of req, with its own Header carrying tok;
@@ -101,4 +125,38 @@ func authorize(req *http.Request, tok *oauth2.Token) *http.Request {
 	}
 	tok.SetAuthHeader(r)
 	return r
+}
+
+// mayCarryToken reports whether req, a request or one of the redirects
+// http.Client follows from it, may carry the token. It is net/http's rule
+// for an Authorization header set on the first request: every hop since
+// must go to that request's host or a subdomain of it (ports aside), or the
+// header is gone for good. Stricter than net/http, a hop from https to plain
+// http loses it too.
+func mayCarryToken(req *http.Request) bool {
+	first := req
+	for first.Response != nil && first.Response.Request != nil {
+		first = first.Response.Request
+	}
+	for hop := req; hop != first; hop = hop.Response.Request {
+		if !isDomainOrSubdomain(hostOf(hop.URL), hostOf(first.URL)) ||
+			first.URL.Scheme == "https" && hop.URL.Scheme != "https" {
+			return false
+		}
+	}
+	return true
+}
+
+func hostOf(u *url.URL) string { return strings.ToLower(u.Hostname()) }
+
+// isDomainOrSubdomain is net/http's test: sub is parent or ends in
+// "."+parent, and an IPv6 address or a zone matches only itself.
+func isDomainOrSubdomain(sub, parent string) bool {
+	if sub == parent {
+		return true
+	}
+	if strings.ContainsAny(sub, ":%") || !strings.HasSuffix(sub, parent) {
+		return false
+	}
+	return sub[len(sub)-len(parent)-1] == '.'
 }

@@ -13,6 +13,9 @@ import (
 
 	"github.com/dropboxsign-go/dropboxsign"
 	"golang.org/x/oauth2"
+	"net"
+	"net/http/httptest"
+	"net/url"
 )
 
 func get(t *testing.T, c *http.Client, url string) int {
@@ -171,5 +174,103 @@ func TestReuseTokenSourceComesBackInTimeForRefreshAhead(t *testing.T) {
 	}
 	if n := srv.Stats().TokenRequests; n != 1 {
 		t.Errorf("token requests = %d, want 1", n)
+	}
+}
+
+// redirectLab serves any host name on loopback: /hop?to=URL redirects there,
+// /landing records the Authorization header it got, per host, and answers
+// 200, or 401 with ?status=401.
+type redirectLab struct {
+	plain, tls *httptest.Server
+	mu         sync.Mutex
+	seen       []string // "host auth" per landing
+}
+
+func newRedirectLab(t *testing.T) *redirectLab {
+	l := &redirectLab{}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/hop":
+			http.Redirect(w, r, r.URL.Query().Get("to"), http.StatusFound)
+		case "/landing":
+			l.mu.Lock()
+			l.seen = append(l.seen, r.Host+" "+r.Header.Get("Authorization"))
+			l.mu.Unlock()
+			if r.URL.Query().Get("status") == "401" {
+				w.WriteHeader(http.StatusUnauthorized)
+			}
+		}
+	})
+	l.plain, l.tls = httptest.NewServer(h), httptest.NewTLSServer(h)
+	t.Cleanup(l.plain.Close)
+	t.Cleanup(l.tls.Close)
+	return l
+}
+
+// transport dials every host name to the lab: plain or TLS by the port
+// asked for (443 goes to the TLS server).
+func (l *redirectLab) transport() http.RoundTripper {
+	tr := l.tls.Client().Transport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		target := l.plain.Listener.Addr().String()
+		if strings.HasSuffix(addr, ":443") {
+			target = l.tls.Listener.Addr().String()
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, target)
+	}
+	return tr
+}
+
+func (l *redirectLab) landings() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	seen := l.seen
+	l.seen = nil
+	return seen
+}
+
+// The token goes where net/http sends an Authorization header set by hand:
+// the first request's host and its subdomains, never elsewhere, not even
+// back home after a detour; and, stricter, never over plain http after https.
+func TestTokenDoesNotFollowRedirectsToOtherHosts(t *testing.T) {
+	srv := newServer(t)
+	lab := newRedirectLab(t)
+	tok := srv.IssueToken()
+	ctx := context.WithValue(testContext(t), oauth2.HTTPClient, &http.Client{Transport: lab.transport()})
+	client := dropboxsign.NewClient(ctx, srv.Config(), tok)
+	hop := func(from string, to ...string) string {
+		u := to[len(to)-1]
+		for i := len(to) - 2; i >= 0; i-- {
+			u = to[i] + "/hop?to=" + url.QueryEscape(u)
+		}
+		return from + "/hop?to=" + url.QueryEscape(u)
+	}
+	bearer := "Bearer " + tok.AccessToken
+	for _, tc := range []struct {
+		name, url, want string
+	}{
+		{"same host", hop("http://api.example.com", "http://api.example.com/landing"), "api.example.com " + bearer},
+		{"other port", hop("http://api.example.com", "http://api.example.com:8080/landing"), "api.example.com:8080 " + bearer},
+		{"subdomain", hop("http://api.example.com", "http://eu.api.example.com/landing"), "eu.api.example.com " + bearer},
+		{"other host", hop("http://api.example.com", "http://evil.example.net/landing"), "evil.example.net "},
+		{"suffix trick", hop("http://api.example.com", "http://api.example.com.evil.net/landing"), "api.example.com.evil.net "},
+		{"parent domain", hop("http://api.example.com", "http://example.com/landing"), "example.com "},
+		{"home after a detour", hop("http://api.example.com", "http://evil.example.net", "http://api.example.com/landing"), "api.example.com "},
+		{"https to http", hop("https://api.example.com", "http://api.example.com/landing"), "api.example.com "},
+		{"https to https", hop("https://api.example.com", "https://api.example.com/landing"), "api.example.com " + bearer},
+		{"elsewhere refuses", hop("http://api.example.com", "http://evil.example.net/landing?status=401"), "evil.example.net "},
+	} {
+		resp, err := client.Get(tc.url)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		resp.Body.Close()
+		if got := lab.landings(); len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s: the landing saw %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	// A 401 from a host that got no token says nothing about the token.
+	if n := srv.Stats().TokenRequests; n != 0 {
+		t.Errorf("%d token requests: a refusal elsewhere invalidated the token", n)
 	}
 }
