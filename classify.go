@@ -51,7 +51,7 @@ func Classify(err error) Class {
 	if err == nil {
 		return NotAnError
 	}
-	if errors.Is(err, errNoToken) || errors.Is(err, errNoRefreshToken) {
+	if errors.Is(err, errNoToken) || errors.Is(err, errNoRefreshToken) || errors.Is(err, errUnsendableRefreshToken) {
 		return Reauthorize
 	}
 	var refused *refusedTokensError

@@ -126,6 +126,9 @@ func (tc *tokenClient) refresh(ctx context.Context, refreshToken string) (*oauth
 	if refreshToken == "" {
 		return nil, errNoRefreshToken
 	}
+	if problem := credentialProblem(refreshToken); problem != "" {
+		return nil, fmt.Errorf("%w: it %s", errUnsendableRefreshToken, problem)
+	}
 	body := refreshRequest{"refresh_token", refreshToken, tc.clientID, tc.clientSecret}
 	tok, err := tc.post(ctx, "refresh", tc.refreshURL, body, "", newRedactor(tc.clientSecret, refreshToken))
 	if err != nil {
@@ -137,7 +140,10 @@ func (tc *tokenClient) refresh(ctx context.Context, refreshToken string) (*oauth
 	return tok, nil
 }
 
-var errNoRefreshToken = errors.New("dropboxsign: refresh: the token has no refresh token")
+var (
+	errNoRefreshToken         = errors.New("dropboxsign: refresh: the token has no refresh token")
+	errUnsendableRefreshToken = errors.New("dropboxsign: refresh: the refresh token cannot be sent (corrupt?)")
+)
 
 // post sends one token request and decodes its answer. r knows the secrets
 // the request carries: no error text may show them, even if the server or a

@@ -83,6 +83,11 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 	if next := s.adopt(st, stored, now); next != nil {
 		return next
 	}
+	// A stored token that is due but still serves callers better than ours
+	// is taken now: if the lock or the refresh fails, callers keep it while
+	// the refresh is retried (a replica that starts during a store outage,
+	// say, must not refuse a token that is good for minutes).
+	st = s.holdUsable(st, stored, now)
 	unlock, err := store.Lock(ctx, key)
 	if err != nil {
 		return st.failed(fmt.Errorf("dropboxsign: store: lock %q: %w", key, err), now, true)
@@ -127,6 +132,21 @@ func (s *TokenSource) adopt(st *state, stored *oauth2.Token, now time.Time) *sta
 		return nil
 	}
 	next.stored = stored
+	return next
+}
+
+// holdUsable returns st with stored in hand, if stored serves callers now
+// and longer than st's token does; else st.
+func (s *TokenSource) holdUsable(st *state, stored *oauth2.Token, now time.Time) *state {
+	if stored == nil || sameToken(stored, st.tok) || st.holdsNewer(stored) {
+		return st
+	}
+	next := newState(stored, s.opts.window)
+	if !next.usable(now) || st.usable(now) && (!st.expires || next.expires && !next.usableUntil.After(st.usableUntil)) {
+		return st
+	}
+	next.stored = stored
+	next.err, next.failures, next.retryAt = st.err, st.failures, st.retryAt
 	return next
 }
 

@@ -2,6 +2,7 @@ package dropboxsign
 
 import (
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -44,9 +45,11 @@ func newState(tok *oauth2.Token, window time.Duration) *state {
 // schedule says when tok enters its refresh-ahead window (window before
 // expiry, at most half its lifetime) and when it stops being handed out
 // (min(10 s, lifetime/10) before expiry). A token without an access token
-// is due at once; one without an expiry never is (expires is false).
+// that can be sent (given, or read from a store, as it may have been
+// tampered with) is due at once; one without an expiry never is (expires is
+// false).
 func schedule(tok *oauth2.Token, window time.Duration) (expires bool, refreshAt, usableUntil time.Time) {
-	if tok == nil || tok.AccessToken == "" {
+	if tok == nil || credentialProblem(tok.AccessToken) != "" || !strings.EqualFold(tok.Type(), "Bearer") {
 		return true, time.Time{}, time.Time{} // zero times: refresh now, nothing usable meanwhile
 	}
 	if tok.Expiry.IsZero() {

@@ -176,3 +176,82 @@ func TestGivenTokenSeedsTheStoreAndAStoredGrantWins(t *testing.T) {
 		t.Errorf("after the login was saved, a source got %v", tok)
 	}
 }
+
+// A replica that starts while the store's lock cannot be had (a holder that
+// hangs, long contention, a store refusing writes) serves a stored token
+// that is due for refresh but still good, instead of an error, and
+// refreshes once the lock is free.
+func TestColdReplicaServesAUsableStoredTokenWithoutTheLock(t *testing.T) {
+	srv := newServer(t)
+	fs := newFileStore(t)
+	ctx := testContext(t)
+	clk, done := newClock(), newRuns()
+	stored := srv.IssueToken()
+	stored.Expiry = clk.Now().Add(2 * time.Minute) // inside the 5 min window, usable
+	if err := fs.Save(ctx, "acct", nil, stored); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := fs.Lock(ctx, "acct")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"),
+		dropboxsign.WithClock(clk.Now), dropboxsign.WithTimeout(100*time.Millisecond), done.option())
+	for i := range 3 {
+		tok, err := ts.TokenContext(ctx)
+		if err != nil || tok.AccessToken != stored.AccessToken {
+			t.Fatalf("cold start without the lock: %v, %v; want the stored token", tok, err)
+		}
+		if i == 0 {
+			done.wait(t) // the cold start's run, which could not lock
+		}
+	}
+	if n := srv.Stats().TokenRequests; n != 0 {
+		t.Fatalf("%d token requests without the lock", n)
+	}
+	unlock()
+	clk.Advance(2 * time.Second) // past the backoff
+	ts.TokenContext(ctx)         // in the window: a background refresh
+	done.wait(t)
+	tok, err := ts.TokenContext(ctx)
+	if err != nil || tok.AccessToken == stored.AccessToken || srv.Stats().Refreshes != 1 {
+		t.Fatalf("once the lock is free: %v, %v, %+v; want one refresh", tok, err, srv.Stats())
+	}
+}
+
+// A stored token is checked like an answer: an access token that could not
+// be sent (a tampered or corrupt store) is never handed out; the source
+// refreshes instead. A refresh token that could not be sent is never sent.
+func TestTamperedStoredTokensAreNotUsed(t *testing.T) {
+	srv := newServer(t)
+	fs := newFileStore(t)
+	ctx := testContext(t)
+	good := srv.IssueToken()
+	bad := *good
+	bad.AccessToken = "at\r\nX-Injected: 1"
+	fs.Save(ctx, "acct", nil, &bad)
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"))
+	tok, err := ts.TokenContext(ctx)
+	if err != nil || tok.AccessToken == bad.AccessToken || srv.Stats().Refreshes != 1 {
+		t.Fatalf("%+v, %v, %+v; want a refreshed token", tok, err, srv.Stats())
+	}
+
+	worse := *good
+	worse.AccessToken, worse.RefreshToken = "", "rt\x00tampered"
+	fs.Save(ctx, "acct2", nil, &worse)
+	ts = dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct2"))
+	if _, err := ts.TokenContext(ctx); dropboxsign.Classify(err) != dropboxsign.Reauthorize {
+		t.Fatalf("err = %v; want one classed Reauthorize", err)
+	}
+	if n := srv.Stats().TokenRequests; n != 1 {
+		t.Errorf("%d token requests; the unsendable refresh token was sent", n)
+	}
+
+	// A token given to the source is checked the same way.
+	given := *srv.IssueToken()
+	given.AccessToken = "tab\there"
+	ts = dropboxsign.NewTokenSource(ctx, srv.Config(), &given)
+	if tok, err := ts.TokenContext(ctx); err != nil || tok.AccessToken == given.AccessToken {
+		t.Fatalf("given an unsendable token: %+v, %v", tok, err)
+	}
+}
