@@ -122,7 +122,9 @@ func (tc *tokenClient) exchange(ctx context.Context, code, state string) (*oauth
 	return tc.post(ctx, "exchange", tc.exchangeURL, body, state, newRedactor(tc.clientSecret, code))
 }
 
-func (tc *tokenClient) refresh(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+// refresh presents refreshToken. held are other credentials the caller holds
+// (the access token being replaced): an echo of them is redacted too.
+func (tc *tokenClient) refresh(ctx context.Context, refreshToken string, held ...string) (*oauth2.Token, error) {
 	if refreshToken == "" {
 		return nil, errNoRefreshToken
 	}
@@ -130,7 +132,7 @@ func (tc *tokenClient) refresh(ctx context.Context, refreshToken string) (*oauth
 		return nil, fmt.Errorf("%w: it %s", errUnsendableRefreshToken, problem)
 	}
 	body := refreshRequest{"refresh_token", refreshToken, tc.clientID, tc.clientSecret}
-	tok, err := tc.post(ctx, "refresh", tc.refreshURL, body, "", newRedactor(tc.clientSecret, refreshToken))
+	tok, err := tc.post(ctx, "refresh", tc.refreshURL, body, "", newRedactor(append(held, tc.clientSecret, refreshToken)...))
 	if err != nil {
 		return nil, err
 	}

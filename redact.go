@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -34,12 +35,14 @@ func newRedactor(secrets ...string) *redactor {
 
 // add learns more secrets; empty and very short values are ignored, since
 // redacting them would shred ordinary text without protecting anything.
+// The longest go first: a received value may hold a sent secret.
 func (r *redactor) add(secrets ...string) {
 	for _, s := range secrets {
 		if len(s) >= 4 {
 			r.secrets = append(r.secrets, s)
 		}
 	}
+	slices.SortFunc(r.secrets, func(a, b string) int { return len(b) - len(a) })
 }
 
 // text returns s without secrets or control characters, at most

@@ -40,7 +40,8 @@ func decodeResponse(op string, resp *http.Response, sent time.Time, wantState st
 	}
 	for _, name := range []string{"access_token", "refresh_token", "client_secret", "code"} {
 		secret, _ := stringField(fields, name)
-		r.add(secret)
+		raw := strings.TrimSuffix(strings.TrimPrefix(string(fields[name]), `"`), `"`)
+		r.add(secret, raw) // as decoded, and as it stands, escaped, in the body
 	}
 	re := &oauth2.RetrieveError{Response: r.response(resp), Body: r.body(body)}
 	if jsonErr == nil {

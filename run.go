@@ -163,7 +163,7 @@ func (s *TokenSource) refreshFrom(st *state, base, prev *oauth2.Token, now time.
 		err = errNoToken
 	default:
 		ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
-		tok, err = s.client.refresh(ctx, base.RefreshToken)
+		tok, err = s.client.refresh(ctx, base.RefreshToken, base.AccessToken, st.tokenOrEmpty().AccessToken)
 		cancel()
 	}
 	if err != nil {

@@ -78,6 +78,14 @@ func (st *state) holdsNewer(stored *oauth2.Token) bool {
 		(stored == nil || sameToken(stored, st.stored) && stored.RefreshToken == st.stored.RefreshToken)
 }
 
+// tokenOrEmpty returns tok, or an empty token when there is none.
+func (st *state) tokenOrEmpty() *oauth2.Token {
+	if st.tok == nil {
+		return &oauth2.Token{}
+	}
+	return st.tok
+}
+
 // fresh reports whether tok can be handed out with nothing else to do: the
 // hot path's whole test.
 func (st *state) fresh(now time.Time) bool {

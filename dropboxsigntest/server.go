@@ -70,6 +70,7 @@ type Server struct {
 	access      map[string]accessGrant
 	refresh     map[string]refreshGrant
 	nextAccount int
+	secrets     []string // every credential issued, for Secrets
 	stats       Stats
 	requests    []TokenRequest
 	window      rateWindow
@@ -292,6 +293,25 @@ func (s *Server) TokenRequests() []TokenRequest {
 	return append([]TokenRequest(nil), s.requests...)
 }
 
+// Secrets returns every credential the server knows: its client secret and
+// each code, access token and refresh token it has issued (the first
+// 100000), for tests that check that none of them shows in an error text, a
+// log record or a program's output.
+func (s *Server) Secrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string{s.ClientSecret}, s.secrets...)
+}
+
+// remember records a credential for Secrets; the caller holds s.mu.
+func (s *Server) remember(secret string) {
+	if len(s.secrets) < maxSecrets {
+		s.secrets = append(s.secrets, secret)
+	}
+}
+
+const maxSecrets = 100000
+
 // IssueToken returns a fresh token for a new account, as if the user had
 // just authorized the app, without going through the authorize route.
 func (s *Server) IssueToken() *oauth2.Token {
@@ -335,10 +355,12 @@ type tokenResponse struct {
 func (s *Server) issue(account, keep string) tokenResponse {
 	at := "at_" + randomHex(16)
 	s.access[at] = accessGrant{account: account, expires: time.Now().Add(s.lifetime)}
+	s.remember(at)
 	rt := keep
 	if rt == "" {
 		rt = "rt_" + randomHex(16)
 		s.refresh[rt] = refreshGrant{account: account}
+		s.remember(rt)
 	}
 	return tokenResponse{AccessToken: at, TokenType: "Bearer", RefreshToken: rt, ExpiresIn: int64(s.lifetime / time.Second)}
 }
@@ -371,6 +393,7 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 	} else {
 		code := "code_" + randomHex(8)
 		s.codes[code] = codeGrant{state: state, account: s.newAccount(), expires: time.Now().Add(10 * time.Minute)}
+		s.remember(code)
 		s.stats.Authorizations++
 		answer.Set("code", code)
 	}
