@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // SaveError reports that the [WithOnRefresh] function failed to persist a
@@ -44,6 +46,29 @@ func (e *backoffError) Error() string {
 }
 
 func (e *backoffError) Unwrap() error { return e.err }
+
+// storeError is a failed Store call. Its text is redacted of every secret
+// the source knows (a custom store may print a token it was given); the
+// store's own error stays reachable, as is, for errors.Is and errors.As.
+type storeError struct {
+	text string
+	err  error
+}
+
+func (e *storeError) Error() string { return e.text }
+func (e *storeError) Unwrap() error { return e.err }
+
+// storeError wraps err, from the store's op on the source's key.
+func (s *TokenSource) storeError(op string, err error, toks ...*oauth2.Token) error {
+	r := newRedactor(s.clientSecret())
+	for _, t := range toks {
+		if t != nil {
+			r.add(t.AccessToken, t.RefreshToken)
+		}
+	}
+	// The store is the app's own: its errors may say more than an endpoint's.
+	return &storeError{text: fmt.Sprintf("dropboxsign: store: %s %q: %s", op, s.opts.storeKey, r.textN(err.Error(), 4*maxTextRunes)), err: err}
+}
 
 // refusedTokensError is what callers get while the source backs off after
 // the API refused a token fresh from a refresh: refreshing does not help.

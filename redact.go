@@ -48,10 +48,13 @@ func (r *redactor) add(secrets ...string) {
 // text returns s without secrets or control characters, at most
 // maxTextRunes long. A cut that would leave the start of a secret at the end
 // drops that start too.
-func (r *redactor) text(s string) string {
+func (r *redactor) text(s string) string { return r.textN(s, maxTextRunes) }
+
+// textN is text with a bound of its own.
+func (r *redactor) textN(s string, n int) string {
 	s = r.replace(stripControl(s, ""))
-	if utf8.RuneCountInString(s) > maxTextRunes {
-		s = r.trimPartial(string([]rune(s)[:maxTextRunes])) + "…"
+	if utf8.RuneCountInString(s) > n {
+		s = r.trimPartial(string([]rune(s)[:n])) + "…"
 	}
 	return s
 }

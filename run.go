@@ -3,7 +3,6 @@ package dropboxsign
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -78,7 +77,7 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 	// A process that refreshed moments ago spares us the lock.
 	stored, err := load()
 	if err != nil {
-		return st.failed(fmt.Errorf("dropboxsign: store: load %q: %w", key, err), now, true)
+		return st.failed(s.storeError("load", err, st.tok, stored), now, true)
 	}
 	if next := s.adopt(st, stored, now); next != nil {
 		return next
@@ -90,11 +89,11 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 	st = s.holdUsable(st, stored, now)
 	unlock, err := store.Lock(ctx, key)
 	if err != nil {
-		return st.failed(fmt.Errorf("dropboxsign: store: lock %q: %w", key, err), now, true)
+		return st.failed(s.storeError("lock", err, st.tok, stored), now, true)
 	}
 	defer unlock()
 	if stored, err = load(); err != nil {
-		return st.failed(fmt.Errorf("dropboxsign: store: load %q: %w", key, err), now, true)
+		return st.failed(s.storeError("load", err, st.tok, stored), now, true)
 	}
 	if next := s.adopt(st, stored, now); next != nil {
 		return next
@@ -104,7 +103,7 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 		// stored refresh token is spent; or ours was given to seed an empty
 		// store. Store ours first, then go on from it.
 		if err := store.Save(ctx, key, stored, st.tok); err != nil {
-			return st.failed(fmt.Errorf("dropboxsign: store: save %q: %w", key, err), now, true)
+			return st.failed(s.storeError("save", err, st.tok, stored), now, true)
 		}
 		saved := *st
 		saved.stored, saved.seed = st.tok, false

@@ -81,7 +81,7 @@ func (s *TokenSource) saveToStore(ctx context.Context, next *state) error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("dropboxsign: store: save %q: %w", key, err)
+		return s.storeError("save", err, next.tok, next.stored)
 	}
 	next.stored = next.tok
 	return nil

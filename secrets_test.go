@@ -3,6 +3,7 @@ package dropboxsign_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -147,4 +148,56 @@ func TestNoSecretInAnyErrorText(t *testing.T) {
 			s.check(t)
 		})
 	}
+}
+
+// leakyStore fails every call with an error that prints the tokens it was
+// given, as careless store code might.
+type leakyStore struct{ dropboxsign.Store }
+
+func (s leakyStore) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
+	return fmt.Errorf("cannot save %+v over %+v", t, prev)
+}
+
+func (s leakyStore) Lock(ctx context.Context, key string) (func(), error) {
+	tok, _ := s.Store.Load(ctx, key)
+	return nil, fmt.Errorf("cannot lock, holding %+v", tok)
+}
+
+// Store errors are redacted of every token the source knows, and of the
+// client secret, while errors.Is still sees the store's own error.
+func TestStoreErrorsCarryNoSecrets(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	fs := newFileStore(t)
+	tok := srv.IssueToken()
+	fs.Save(ctx, "acct", nil, tok)
+
+	var s sweep
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(leakyStore{fs}, "acct"))
+	_, err := ts.TokenContext(ctx) // adopts the stored token, fresh: no store error yet
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Invalidate(tok) // the next call must lock: the store fails, printing the token
+	_, err = ts.TokenContext(ctx)
+	s.add("lock", err, srv.ClientSecret, tok.AccessToken, tok.RefreshToken)
+
+	fs.Save(ctx, "acct2", nil, expired(srv.IssueToken()))
+	good := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(&saveFailing{fs}, "acct2"))
+	_, err = good.TokenContext(ctx)
+	var saveErr *dropboxsign.SaveError
+	if !errors.As(err, &saveErr) {
+		t.Fatalf("err = %v, want a SaveError", err)
+	}
+	s.add("save", err, srv.Secrets()...)
+	s.check(t)
+	if !strings.Contains(err.Error(), "cannot save") {
+		t.Errorf("the store's words are gone: %q", err)
+	}
+}
+
+type saveFailing struct{ dropboxsign.Store }
+
+func (s *saveFailing) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
+	return fmt.Errorf("cannot save %+v over %+v", t, prev)
 }

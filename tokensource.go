@@ -182,6 +182,13 @@ func (s *TokenSource) Invalidate(t *oauth2.Token) {
 // token must be refused too for the refusals to count as one streak.
 const streakWindow = time.Minute
 
+func (s *TokenSource) clientSecret() string {
+	if s.client == nil {
+		return ""
+	}
+	return s.client.clientSecret
+}
+
 func sameToken(a, b *oauth2.Token) bool {
 	return a != nil && b != nil && a.AccessToken == b.AccessToken
 }
