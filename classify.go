@@ -33,6 +33,8 @@ const (
 
 var classNames = [...]string{"not an error", "temporary", "rate limited", "reauthorize", "misconfigured"}
 
+// String returns the class's name, as used in logs: "temporary", "rate
+// limited", "reauthorize", "misconfigured" or "not an error".
 func (c Class) String() string {
 	if c >= 0 && int(c) < len(classNames) {
 		return classNames[c]

@@ -12,10 +12,20 @@ import (
 // new token. The token that comes with it is valid and kept by the source;
 // see [WithOnRefresh] for what happens next.
 type SaveError struct {
-	Err error // what the WithOnRefresh function returned
+	Err error // what the store or the WithOnRefresh function returned
+
+	text string // Err's text, redacted of the token and the client secret
 }
 
-func (e *SaveError) Error() string { return "dropboxsign: new token not saved: " + e.Err.Error() }
+// Error says that the new token was not saved, and why, in Err's words
+// redacted of every secret the source knows: a save function may well put
+// the token it was given into its error.
+func (e *SaveError) Error() string {
+	if e.text != "" {
+		return e.text
+	}
+	return "dropboxsign: new token not saved: " + e.Err.Error()
+}
 
 // Unwrap returns the WithOnRefresh function's error.
 func (e *SaveError) Unwrap() error { return e.Err }

@@ -27,7 +27,8 @@ func (s *TokenSource) save(next *state, failures int, now time.Time) {
 		err = callOnRefresh(ctx, s.opts.onRefresh, next.tok)
 	}
 	if err != nil {
-		next.saveErr = &SaveError{Err: err}
+		r := newRedactor(s.clientSecret(), next.tok.AccessToken, next.tok.RefreshToken)
+		next.saveErr = &SaveError{Err: err, text: "dropboxsign: new token not saved: " + r.textN(err.Error(), 4*maxTextRunes)}
 		next.saveFailures = failures + 1
 		next.saveRetryAt = now.Add(backoff(next.saveFailures))
 	}

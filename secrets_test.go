@@ -201,3 +201,26 @@ type saveFailing struct{ dropboxsign.Store }
 func (s *saveFailing) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
 	return fmt.Errorf("cannot save %+v over %+v", t, prev)
 }
+
+// A WithOnRefresh function that fails, or panics, with the token in its
+// words: the SaveError's text is redacted all the same.
+func TestOnRefreshErrorsCarryNoSecrets(t *testing.T) {
+	for _, how := range []string{"error", "panic"} {
+		srv := newServer(t)
+		ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), expired(srv.IssueToken()),
+			dropboxsign.WithOnRefresh(func(_ context.Context, tok *oauth2.Token) error {
+				if how == "panic" {
+					panic(fmt.Sprintf("db down, lost %+v", *tok))
+				}
+				return fmt.Errorf("db down, lost %+v", *tok)
+			}))
+		_, err := ts.TokenContext(testContext(t))
+		var saveErr *dropboxsign.SaveError
+		if !errors.As(err, &saveErr) || !strings.Contains(err.Error(), "db down") {
+			t.Fatalf("%s: err = %v, want a SaveError in the function's words", how, err)
+		}
+		var s sweep
+		s.add(how, err, srv.Secrets()...)
+		s.check(t)
+	}
+}
