@@ -64,11 +64,10 @@ func (s *TokenSource) refresh(st *state, now time.Time) *state {
 // refreshShared refreshes under the store's lock: another process may have
 // refreshed already, and the stored refresh token is the one to present.
 func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
-	store, key := s.opts.store, s.opts.storeKey
 	ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
 	defer cancel()
 	load := func() (*oauth2.Token, error) {
-		t, err := store.Load(ctx, key)
+		t, err := s.storeLoad(ctx)
 		if errors.Is(err, ErrNotFound) {
 			return nil, nil
 		}
@@ -87,7 +86,7 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 	// the refresh is retried (a replica that starts during a store outage,
 	// say, must not refuse a token that is good for minutes).
 	st = s.holdUsable(st, stored, now)
-	unlock, err := store.Lock(ctx, key)
+	unlock, err := s.storeLock(ctx)
 	if err != nil {
 		return st.failed(s.storeError("lock", err, st.tok, stored), now, true)
 	}
@@ -102,7 +101,7 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 		// Our token replaced the stored one but its save failed, so the
 		// stored refresh token is spent; or ours was given to seed an empty
 		// store. Store ours first, then go on from it.
-		if err := store.Save(ctx, key, stored, st.tok); err != nil {
+		if err := s.storeSave(ctx, stored, st.tok); err != nil {
 			return st.failed(s.storeError("save", err, st.tok, stored), now, true)
 		}
 		saved := *st

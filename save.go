@@ -3,10 +3,7 @@ package dropboxsign
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
-
-	"golang.org/x/oauth2"
 )
 
 // save persists next.tok with the WithOnRefresh function and records the
@@ -24,7 +21,7 @@ func (s *TokenSource) save(next *state, failures int, now time.Time) {
 	defer cancel()
 	err := s.saveToStore(ctx, next)
 	if err == nil && s.opts.onRefresh != nil {
-		err = callOnRefresh(ctx, s.opts.onRefresh, next.tok)
+		err = s.callOnRefresh(ctx, next.tok)
 	}
 	if err != nil {
 		r := newRedactor(s.clientSecret(), next.tok.AccessToken, next.tok.RefreshToken)
@@ -34,44 +31,19 @@ func (s *TokenSource) save(next *state, failures int, now time.Time) {
 	}
 }
 
-// callOnRefresh runs the user's function on a goroutine of its own, so that
-// a panic or runtime.Goexit in it becomes an error: the run goes on, the new
-// token is published, and no caller waits forever.
-func callOnRefresh(ctx context.Context, fn func(context.Context, *oauth2.Token) error, tok *oauth2.Token) error {
-	done := make(chan error, 1)
-	go func() {
-		returned := false
-		defer func() {
-			if returned {
-				return
-			}
-			if r := recover(); r != nil {
-				done <- fmt.Errorf("dropboxsign: the WithOnRefresh function panicked: %v", r)
-			} else {
-				done <- fmt.Errorf("dropboxsign: the WithOnRefresh function exited without returning")
-			}
-		}()
-		err := fn(ctx, tok)
-		returned = true
-		done <- err
-	}()
-	return <-done
-}
-
 func (s *TokenSource) saveToStore(ctx context.Context, next *state) error {
 	if s.opts.store == nil || next.stored == next.tok {
 		return nil
 	}
-	store, key := s.opts.store, s.opts.storeKey
-	err := store.Save(ctx, key, next.stored, next.tok)
+	err := s.storeSave(ctx, next.stored, next.tok)
 	if errors.Is(err, ErrConflict) {
 		// Look at what is there instead: nothing (the store lost its data
 		// meanwhile: store ours), our own token (an earlier attempt did
 		// write), or another writer's token (fine: see above).
-		cur, lerr := store.Load(ctx, key)
+		cur, lerr := s.storeLoad(ctx)
 		switch {
 		case errors.Is(lerr, ErrNotFound):
-			err = store.Save(ctx, key, nil, next.tok)
+			err = s.storeSave(ctx, nil, next.tok)
 		case lerr != nil:
 			err = lerr
 		case sameToken(cur, next.tok) && cur.RefreshToken == next.tok.RefreshToken:

@@ -1,12 +1,16 @@
 package dropboxsign_test
 
 import (
+	"context"
 	"errors"
 	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dropboxsign-go/dropboxsign"
+	"golang.org/x/oauth2"
 )
 
 // Store regressions, first found in review: each test failed before its fix.
@@ -253,5 +257,69 @@ func TestTamperedStoredTokensAreNotUsed(t *testing.T) {
 	ts = dropboxsign.NewTokenSource(ctx, srv.Config(), &given)
 	if tok, err := ts.TokenContext(ctx); err != nil || tok.AccessToken == given.AccessToken {
 		t.Fatalf("given an unsendable token: %+v, %v", tok, err)
+	}
+}
+
+// hangingStore ignores its context: Lock never returns (a dead network file
+// system, say), until released; Save panics when asked to.
+type hangingStore struct {
+	dropboxsign.Store
+	release  chan struct{}
+	unlocked atomic.Int64
+	panics   bool
+}
+
+func (s *hangingStore) Lock(ctx context.Context, key string) (func(), error) {
+	<-s.release
+	return func() { s.unlocked.Add(1) }, nil
+}
+
+func (s *hangingStore) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
+	if s.panics {
+		panic("store bug")
+	}
+	return s.Store.Save(ctx, key, prev, t)
+}
+
+// A store or a save function that ignores its context cannot hang the
+// source: each call out is abandoned at the source's timeout, a lock taken
+// too late is released, a panic is an error, and callers with no context of
+// their own (Token) get an answer.
+func TestStoreAndSaveFunctionsThatHangOrPanicCannotHangTheSource(t *testing.T) {
+	srv := newServer(t)
+	fs := newFileStore(t)
+	ctx := testContext(t)
+	fs.Save(ctx, "acct", nil, expired(srv.IssueToken()))
+	store := &hangingStore{Store: fs, release: make(chan struct{})}
+	ts := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(store, "acct"), dropboxsign.WithTimeout(50*time.Millisecond))
+	if _, err := ts.Token(); err == nil || !strings.Contains(err.Error(), "Store.Lock did not return within its deadline") {
+		t.Fatalf("Token with a hung store: %v", err)
+	}
+	close(store.release) // the abandoned Lock returns at last: its lock must not stay held
+	deadline := time.Now().Add(10 * time.Second)
+	for store.unlocked.Load() != 1 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := store.unlocked.Load(); n != 1 {
+		t.Errorf("the lock taken too late was released %d times, want 1", n)
+	}
+
+	store.panics = true
+	ts = dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(store, "acct"))
+	tok, err := ts.TokenContext(ctx)
+	var saveErr *dropboxsign.SaveError
+	if !errors.As(err, &saveErr) || tok == nil || !strings.Contains(err.Error(), "Store.Save panicked: store bug") {
+		t.Fatalf("a panicking store: %v, %v; want the new token and a SaveError", tok, err)
+	}
+
+	hung := make(chan struct{})
+	defer close(hung)
+	ts = dropboxsign.NewTokenSource(ctx, srv.Config(), expired(srv.IssueToken()), dropboxsign.WithTimeout(50*time.Millisecond),
+		dropboxsign.WithOnRefresh(func(context.Context, *oauth2.Token) error { <-hung; return nil }))
+	if tok, err := ts.Token(); err != nil || tok == nil {
+		t.Fatalf("a hung WithOnRefresh: %v, %v; want the new token, its save reported by TokenContext", tok, err)
+	}
+	if _, err := ts.TokenContext(ctx); !errors.As(err, &saveErr) {
+		t.Fatalf("TokenContext: %v, want a SaveError", err)
 	}
 }
