@@ -2,15 +2,18 @@ package dropboxsign
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -19,26 +22,107 @@ import (
 // FileStore is a [Store] that keeps each key's token in a JSON file of its
 // own in one directory, for the processes of one machine. Files are written
 // atomically (a temporary file, fsync, rename, fsync of the directory) with
-// mode 0600, in a directory of mode 0700; processes coordinate with advisory
-// locks (flock) on a lock file per key, which the kernel releases when a
-// process dies. It needs a Unix system and a local file system.
+// mode 0600; processes coordinate with advisory locks (flock) on a lock file
+// per key, which the kernel releases when a process dies.
+//
+// What it requires, and why:
+//
+//   - A Unix system and a local file system: flock on a network file system
+//     may not exclude another machine's processes, or anyone at all.
+//   - A directory owned by the process's effective user and not writable by
+//     its group or others, who could otherwise replace token files. One
+//     readable by others (0755) is accepted, as token files are 0600, but
+//     the file names reveal the keys (account names).
+//   - Token and lock files that are regular files, not symbolic links: a
+//     read that follows a link and a rename that replaces it would act on
+//     different files, so links are refused, never followed. Token files
+//     are small; one over 1 MiB is refused.
+//   - Each file holds the token of the key it is named after (it records
+//     the key): a file copied or renamed from another key's is refused.
+//
+// A symlinked directory is resolved once, by [NewFileStore]; the store then
+// works in the real directory. Re-pointing the link later affects only
+// stores opened afterwards. A directory that is moved, removed or replaced
+// after NewFileStore, or made writable by others, is an error on every call
+// from then on: open a new store (restart) to use the new one.
 type FileStore struct {
-	dir string
+	dir  string      // the real directory, symlinks resolved
+	info os.FileInfo // its identity when opened
 }
 
-// NewFileStore returns a FileStore keeping its files in dir, which it creates
-// (mode 0700) if needed.
+// maxFileSize bounds what a token file may hold: a token is a few KiB.
+const maxFileSize = 1 << 20
+
+// NewFileStore returns a FileStore keeping its files in dir. Missing
+// directories are created with mode 0700; an existing one is left as it is,
+// and refused if it is unsafe (see [FileStore]), with an error that says
+// how to fix it. Symbolic links in dir are resolved here, once.
 func NewFileStore(dir string) (*FileStore, error) {
 	if dir == "" {
 		return nil, errors.New("dropboxsign: FileStore needs a directory")
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
 		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
 	}
-	if err := os.Chmod(dir, 0o700); err != nil { // also when it existed already
+	if err := os.MkdirAll(abs, 0o700); err != nil { // mode only of those it creates
+		return nil, fmt.Errorf("dropboxsign: FileStore: creating the token directory: %w", err)
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, fmt.Errorf("dropboxsign: FileStore: resolving the token directory: %w", err)
+	}
+	info, err := os.Stat(resolved)
+	if err != nil {
 		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
 	}
-	return &FileStore{dir: dir}, nil
+	f := &FileStore{dir: resolved, info: info}
+	if err := f.checkDir(info); err != nil {
+		if resolved != abs {
+			err = fmt.Errorf("%w (the real directory of %s)", err, abs)
+		}
+		return nil, err
+	}
+	return f, nil
+}
+
+// checkDir refuses a token directory that others could tamper with.
+func (f *FileStore) checkDir(info os.FileInfo) error {
+	if !info.IsDir() {
+		return fmt.Errorf("dropboxsign: FileStore: %s is not a directory: choose a directory for the token files", f.dir)
+	}
+	if err := checkOwner(f.dir, info); err != nil {
+		return err
+	}
+	if info.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("dropboxsign: FileStore: token directory %s is writable by its group or others (mode %v), who could replace token files: run 'chmod 700 %s', or choose a directory of your own",
+			f.dir, info.Mode().Perm(), f.dir)
+	}
+	return nil
+}
+
+// openDir opens the store's directory for one call, so that every name the
+// call uses is resolved in the same directory, and checks it is still the
+// one NewFileStore opened and still safe.
+func (f *FileStore) openDir() (*os.Root, error) {
+	root, err := os.OpenRoot(f.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("dropboxsign: FileStore: token directory %s was removed or moved since the store was opened: restart to use the current one", f.dir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
+	}
+	info, err := root.Stat(".")
+	if err == nil && !os.SameFile(info, f.info) {
+		err = fmt.Errorf("dropboxsign: FileStore: token directory %s was replaced since the store was opened: restart to use the current one", f.dir)
+	} else if err == nil {
+		err = f.checkDir(info)
+	}
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	return root, nil
 }
 
 // fileRecord is what a token file holds.
@@ -48,13 +132,15 @@ type fileRecord struct {
 	SavedAt time.Time     `json:"saved_at"`
 }
 
-// Path returns the file that holds key's token.
+// Path returns the file that holds key's token, in the real directory.
 func (f *FileStore) Path(key string) string {
-	return filepath.Join(f.dir, escapeKey(key)+".json")
+	return filepath.Join(f.dir, fileName(key))
 }
 
+func fileName(key string) string { return escapeKey(key) + ".json" }
+
 // Load returns the token stored under key, or ErrNotFound. A file that
-// cannot be read as a token is an error that names it.
+// cannot be read as key's token is an error that names it.
 func (f *FileStore) Load(_ context.Context, key string) (*oauth2.Token, error) {
 	rec, err := f.read(key)
 	if err != nil {
@@ -73,20 +159,107 @@ func (f *FileStore) SavedAt(key string) (time.Time, error) {
 }
 
 func (f *FileStore) read(key string) (*fileRecord, error) {
-	path := f.Path(key)
-	b, err := os.ReadFile(path)
+	root, err := f.openDir()
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return f.readIn(root, key)
+}
+
+// readIn reads key's token file in root, refusing a file that is not
+// key's token.
+func (f *FileStore) readIn(root *os.Root, key string) (*fileRecord, error) {
+	name := fileName(key)
+	rec, err := f.readFile(root, name)
+	if err != nil {
+		return nil, err
+	}
+	if rec.Token == nil || rec.Token.AccessToken == "" && rec.Token.RefreshToken == "" {
+		return nil, fmt.Errorf("dropboxsign: FileStore: %s is not a token file (corrupt or foreign): remove it or log in again", f.path(name))
+	}
+	if rec.Key != key {
+		return nil, fmt.Errorf("dropboxsign: FileStore: %s holds the token of another key, whose file is %s (copied or renamed?): move it back, or remove it and log in again for this key",
+			f.path(name), fileName(rec.Key))
+	}
+	return rec, nil
+}
+
+// readFile reads and decodes the token file name; ErrNotFound if there is
+// none.
+func (f *FileStore) readFile(root *os.Root, name string) (*fileRecord, error) {
+	file, err := f.open(root, name, os.O_RDONLY)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
+		return nil, err
+	}
+	defer file.Close()
+	b, err := io.ReadAll(io.LimitReader(file, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("dropboxsign: FileStore: reading %s: %w", f.path(name), err)
+	}
+	if len(b) > maxFileSize {
+		return nil, fmt.Errorf("dropboxsign: FileStore: %s is larger than 1 MiB, too large for a token file: remove it or log in again", f.path(name))
 	}
 	var rec fileRecord
-	if err := json.Unmarshal(b, &rec); err != nil || rec.Token == nil || rec.Token.AccessToken == "" && rec.Token.RefreshToken == "" {
-		return nil, fmt.Errorf("dropboxsign: FileStore: %s is not a token file (corrupt or foreign): remove it or log in again", path)
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return nil, fmt.Errorf("dropboxsign: FileStore: %s is not a token file (corrupt or foreign): remove it or log in again", f.path(name))
 	}
 	return &rec, nil
 }
+
+// open opens name in root if it is a regular file, never following a
+// symbolic link, never blocking on a FIFO. With os.O_CREATE it creates a
+// missing file (mode 0600).
+func (f *FileStore) open(root *os.Root, name string, flag int) (*os.File, error) {
+	fix := "remove it and log in again" // a token file
+	if strings.HasSuffix(name, ".lock") {
+		fix = "remove it (the store creates its lock files itself)"
+	}
+	before, err := root.Lstat(name)
+	switch {
+	case err == nil && before.Mode()&os.ModeSymlink != 0:
+		return nil, fmt.Errorf("dropboxsign: FileStore: %s is a symbolic link, which the store never follows (a write would replace the link, not its target): %s, or put the file itself there", f.path(name), fix)
+	case err == nil && !before.Mode().IsRegular():
+		return nil, fmt.Errorf("dropboxsign: FileStore: %s is not a regular file but %s: %s", f.path(name), kind(before.Mode()), fix)
+	case errors.Is(err, os.ErrNotExist) && flag&os.O_CREATE != 0:
+		before = nil
+	case err != nil:
+		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
+	}
+	file, err := root.OpenFile(name, flag|openNonBlock, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
+	}
+	info, err := file.Stat()
+	if err == nil && before == nil {
+		before, err = root.Lstat(name) // created just now: is it what we opened?
+	}
+	if err != nil || !info.Mode().IsRegular() || !os.SameFile(before, info) {
+		file.Close()
+		return nil, fmt.Errorf("dropboxsign: FileStore: %s changed while it was being opened (is another program changing the directory?)", f.path(name))
+	}
+	return file, nil
+}
+
+// kind names a file type for an error message.
+func kind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
+}
+
+func (f *FileStore) path(name string) string { return filepath.Join(f.dir, name) }
 
 // Save stores t under key if the stored token is still prev (see [Store]).
 // It holds key's data lock for the comparison and the write.
@@ -94,12 +267,17 @@ func (f *FileStore) Save(ctx context.Context, key string, prev, t *oauth2.Token)
 	if t == nil {
 		return errors.New("dropboxsign: FileStore: nil token")
 	}
-	unlock, err := lockFile(ctx, filepath.Join(f.dir, escapeKey(key)+".lock"))
+	root, err := f.openDir()
 	if err != nil {
-		return fmt.Errorf("dropboxsign: FileStore: %w", err)
+		return err
+	}
+	defer root.Close()
+	unlock, err := f.lock(ctx, root, escapeKey(key)+".lock")
+	if err != nil {
+		return err
 	}
 	defer unlock()
-	cur, err := f.Load(ctx, key)
+	rec, err := f.readIn(root, key)
 	switch {
 	case errors.Is(err, ErrNotFound):
 		if prev != nil {
@@ -107,63 +285,94 @@ func (f *FileStore) Save(ctx context.Context, key string, prev, t *oauth2.Token)
 		}
 	case err != nil:
 		return err
-	case prev == nil || cur.AccessToken != prev.AccessToken || cur.RefreshToken != prev.RefreshToken:
+	case prev == nil || rec.Token.AccessToken != prev.AccessToken || rec.Token.RefreshToken != prev.RefreshToken:
 		return ErrConflict
 	}
 	b, err := json.MarshalIndent(fileRecord{Key: key, Token: t, SavedAt: time.Now().UTC()}, "", "  ")
 	if err != nil {
 		return fmt.Errorf("dropboxsign: FileStore: %w", err)
 	}
-	return writeFileAtomic(f.Path(key), b)
+	if err := writeFileAtomic(root, fileName(key), b); err != nil {
+		return fmt.Errorf("dropboxsign: FileStore: writing %s: %w", f.Path(key), err)
+	}
+	return nil
 }
 
 // Lock takes key's refresh lock (see [Store]): an flock on a file of its own,
 // held by this process until unlock, released by the kernel if it dies.
 func (f *FileStore) Lock(ctx context.Context, key string) (func(), error) {
-	unlock, err := lockFile(ctx, filepath.Join(f.dir, escapeKey(key)+".refresh.lock"))
-	if err != nil {
-		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
-	}
-	return unlock, nil
-}
-
-// Keys returns the keys that have a token file, sorted; the key is read
-// from each file (a long key's file name is a hash of it).
-func (f *FileStore) Keys() ([]string, error) {
-	matches, err := filepath.Glob(filepath.Join(f.dir, "*.json"))
+	root, err := f.openDir()
 	if err != nil {
 		return nil, err
 	}
+	defer root.Close()
+	return f.lock(ctx, root, escapeKey(key)+".refresh.lock")
+}
+
+// lock takes an exclusive flock on the lock file name in root, creating it
+// if needed; closing the file releases the lock.
+func (f *FileStore) lock(ctx context.Context, root *os.Root, name string) (func(), error) {
+	file, err := f.open(root, name, os.O_RDWR|os.O_CREATE)
+	if err != nil {
+		return nil, err
+	}
+	if err := flock(ctx, file); err != nil {
+		file.Close()
+		return nil, fmt.Errorf("dropboxsign: FileStore: locking %s: %w", f.path(name), err)
+	}
+	var once sync.Once
+	return func() { once.Do(func() { file.Close() }) }, nil
+}
+
+// Keys returns the keys that have a token file, sorted. A file that holds
+// the token of the key it is named after is listed under that key (a long
+// key's file name is a hash of it). Any other file named like a key's is
+// listed under that key too, so that it can be seen and fixed: Load reports
+// what is wrong with it.
+func (f *FileStore) Keys() ([]string, error) {
+	root, err := f.openDir()
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	d, err := root.Open(".")
+	if err != nil {
+		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return nil, fmt.Errorf("dropboxsign: FileStore: listing %s: %w", f.dir, err)
+	}
 	var keys []string
-	for _, m := range matches {
-		b, err := os.ReadFile(m)
-		if err != nil {
+	for _, name := range names {
+		base, ok := strings.CutSuffix(name, ".json")
+		if !ok {
 			continue
 		}
-		var rec fileRecord
-		if json.Unmarshal(b, &rec) == nil && f.Path(rec.Key) == m {
+		if rec, err := f.readFile(root, name); err == nil && fileName(rec.Key) == name {
 			keys = append(keys, rec.Key)
-		} else if key, ok := unescapeKey(strings.TrimSuffix(filepath.Base(m), ".json")); ok {
-			keys = append(keys, key) // unreadable: listed, so that it can be seen and fixed
+		} else if key, ok := unescapeKey(base); ok && escapeKey(key) == base {
+			keys = append(keys, key) // unreadable, or another key's: listed, so that it can be seen and fixed
 		}
 	}
 	sort.Strings(keys)
 	return keys, nil
 }
 
-// writeFileAtomic replaces path with data so that readers see the old file
-// or the new one, never a part, even across a crash.
-func writeFileAtomic(path string, data []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
+// writeFileAtomic replaces name in root with data so that readers see the
+// old file or the new one, never a part, even across a crash. The rename
+// replaces a directory entry: it never writes through a link.
+func writeFileAtomic(root *os.Root, name string, data []byte) (err error) {
+	tmpName := ".tmp-" + rand.Text()
+	tmp, err := root.OpenFile(tmpName, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("dropboxsign: FileStore: %w", err)
+		return err
 	}
 	defer func() {
 		if err != nil {
 			tmp.Close()
-			os.Remove(tmp.Name())
-			err = fmt.Errorf("dropboxsign: FileStore: writing %s: %w", path, err)
+			root.Remove(tmpName)
 		}
 	}()
 	if err = tmp.Chmod(0o600); err != nil {
@@ -178,10 +387,10 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	if err = tmp.Close(); err != nil {
 		return err
 	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	if err = root.Rename(tmpName, name); err != nil {
 		return err
 	}
-	d, err := os.Open(dir)
+	d, err := root.Open(".")
 	if err != nil {
 		return err
 	}

@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -20,22 +22,56 @@ func randomState() string {
 	return hex.EncodeToString(b)
 }
 
-// awaitCallback serves path on ln until one callback arrives or ctx ends,
-// and returns its code once its state is checked, in constant time, against
-// state.
+// awaitCallback is serveCallback without a report of refused callbacks.
 func awaitCallback(ctx context.Context, ln net.Listener, path, state string) (string, error) {
+	return serveCallback(ctx, ln, path, state, io.Discard)
+}
+
+// maxReported bounds the lines a flood of refused callbacks writes to log.
+const maxReported = 10
+
+// serveCallback serves path on ln until this login's callback arrives or ctx
+// ends, and returns its code. A callback whose state is not this login's
+// (compared in constant time) is from a stale tab or forged by some web
+// page: it gets an error page and one line on log, and the login keeps
+// waiting, so that no such request can end it before the real one comes.
+// This login's callback ends it, with its code or its error (consent
+// denied).
+func serveCallback(ctx context.Context, ln net.Listener, path, state string, log io.Writer) (string, error) {
 	type result struct {
 		code string
 		err  error
 	}
 	results := make(chan result, 1)
+	var (
+		mu      sync.Mutex
+		refused int
+	)
 	mux := http.NewServeMux()
 	mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
+		if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1 {
+			why := "a wrong state"
+			if q.Get("state") == "" {
+				why = "no state"
+			}
+			http.Error(w, "dropboxsign-token: this callback does not belong to the login waiting here ("+why+
+				": a stale tab, or a request from another page). It was ignored; finish the login from the URL shown in its terminal.",
+				http.StatusBadRequest)
+			mu.Lock()
+			defer mu.Unlock()
+			if refused++; refused <= maxReported {
+				more := ""
+				if refused == maxReported {
+					more = " (further ones are not reported)"
+				}
+				// Nothing from the request: its code and state are not for the terminal.
+				fmt.Fprintf(log, "Refused a callback with %s (a stale tab, or a request forged by a web page); still waiting%s.\n", why, more)
+			}
+			return
+		}
 		var res result
 		switch {
-		case subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(state)) != 1:
-			res.err = errors.New("state mismatch: the callback does not belong to this login (a stale tab, or a forged request); run login again")
 		case q.Get("error") != "":
 			res.err = fmt.Errorf("authorization was not granted: %s", printable(q.Get("error")))
 		case q.Get("code") == "":
@@ -50,7 +86,7 @@ func awaitCallback(ctx context.Context, ln net.Listener, path, state string) (st
 		}
 		select {
 		case results <- res:
-		default: // only the first callback counts
+		default: // only the first callback of this login counts
 		}
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -64,6 +100,11 @@ func awaitCallback(ctx context.Context, ln net.Listener, path, state string) (st
 	case res := <-results:
 		return res.code, res.err
 	case <-ctx.Done():
+		mu.Lock()
+		defer mu.Unlock()
+		if refused > 0 {
+			return "", fmt.Errorf("no authorization callback of this login arrived in time (%w); %d with another state were refused: open the URL this login printed, not an older one", ctx.Err(), refused)
+		}
 		return "", fmt.Errorf("no authorization callback arrived in time (%w)", ctx.Err())
 	}
 }

@@ -17,8 +17,9 @@ func runLogin(args []string, stdout, stderr io.Writer) error {
 	var s settings
 	fs := newFlagSet("login", "Authorizes an account: prints Dropbox Sign's authorize URL, waits for the\n"+
 		"redirect to a loopback callback, checks its state, exchanges the code and\n"+
-		"stores the token (file mode 0600). The API app's callback URL must be\n"+
-		"http://<listen><callback-path>.", stderr)
+		"stores the token (file mode 0600). A callback with another state (a stale\n"+
+		"tab, a forged request) is refused, and login keeps waiting for its own.\n"+
+		"The API app's callback URL must be http://<listen><callback-path>.", stderr)
 	s.register(fs, true)
 	listen := fs.String("listen", "127.0.0.1:8910", "loopback address of the callback listener")
 	path := fs.String("callback-path", "/callback", "path of the callback URL")
@@ -51,7 +52,7 @@ func runLogin(args []string, stdout, stderr io.Writer) error {
 			fmt.Fprintf(stderr, "(could not open a browser: %v; open the URL yourself)\n", err)
 		}
 	}
-	code, err := awaitCallback(ctx, ln, *path, state)
+	code, err := serveCallback(ctx, ln, *path, state, stderr)
 	if err != nil {
 		return err
 	}

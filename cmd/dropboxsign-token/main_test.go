@@ -94,31 +94,68 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startLogin starts `login` and returns the authorize URL it printed, and a
-// function that waits for it to exit.
-func (c *cli) startLogin(listen string, args ...string) (authURL string, wait func() (string, int)) {
+// login is a running `login` command.
+type login struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	authURL string      // the authorize URL it printed
+	lines   chan string // what it says on stderr after "Waiting", closed at its end
+	said    strings.Builder
+}
+
+// startLogin starts `login` and reads its stderr up to the "Waiting" line.
+func (c *cli) startLogin(listen string, args ...string) *login {
 	c.t.Helper()
 	cmd := c.command(append([]string{"login", "-listen", listen, "-timeout", "20s"}, args...)...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
 	}
-	var said strings.Builder
+	c.t.Cleanup(func() { cmd.Process.Kill() }) // if the test ends before it does
+	l := &login{t: c.t, cmd: cmd, lines: make(chan string, 16)}
 	lines := bufio.NewScanner(stderr)
 	for lines.Scan() {
-		said.WriteString(lines.Text() + "\n")
-		if u, ok := strings.CutPrefix(strings.TrimSpace(lines.Text()), "http"); ok && authURL == "" {
-			authURL = "http" + u
+		l.said.WriteString(lines.Text() + "\n")
+		if u, ok := strings.CutPrefix(strings.TrimSpace(lines.Text()), "http"); ok && l.authURL == "" {
+			l.authURL = "http" + u
 		}
 		if strings.HasPrefix(lines.Text(), "Waiting") {
 			break
 		}
 	}
-	return authURL, func() (string, int) {
-		rest, _ := io.ReadAll(stderr)
-		cmd.Wait()
-		return said.String() + string(rest), cmd.ProcessState.ExitCode()
+	go func() {
+		defer close(l.lines)
+		for lines.Scan() {
+			l.lines <- lines.Text()
+		}
+	}()
+	return l
+}
+
+// nextLine returns the next line login says, failing if it ends first or
+// says nothing for long.
+func (l *login) nextLine() string {
+	l.t.Helper()
+	select {
+	case line, ok := <-l.lines:
+		if !ok {
+			l.t.Fatalf("login ended; it said:\n%s", l.said.String())
+		}
+		l.said.WriteString(line + "\n")
+		return line
+	case <-time.After(15 * time.Second):
+		l.t.Fatalf("login said nothing more; it said:\n%s", l.said.String())
+		return ""
 	}
+}
+
+// wait waits for login to exit and returns all it said and its exit code.
+func (l *login) wait() (string, int) {
+	for line := range l.lines {
+		l.said.WriteString(line + "\n")
+	}
+	l.cmd.Wait()
+	return l.said.String(), l.cmd.ProcessState.ExitCode()
 }
 
 func TestLoginThenPrintAfterExpiry(t *testing.T) {
@@ -128,12 +165,12 @@ func TestLoginThenPrintAfterExpiry(t *testing.T) {
 	listen := freeAddr(t)
 	srv.SetCallbackURL("http://" + listen + "/callback")
 
-	authURL, wait := c.startLogin(listen, "-account", "alice")
-	if !strings.HasPrefix(authURL, srv.URL+"/oauth/authorize?") || !strings.Contains(authURL, "state=") {
-		t.Fatalf("authorize URL %q", authURL)
+	l := c.startLogin(listen, "-account", "alice")
+	if !strings.HasPrefix(l.authURL, srv.URL+"/oauth/authorize?") || !strings.Contains(l.authURL, "state=") {
+		t.Fatalf("authorize URL %q", l.authURL)
 	}
 	// The browser: consent, then the redirect to the CLI's callback.
-	resp, err := http.Get(authURL)
+	resp, err := http.Get(l.authURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +179,7 @@ func TestLoginThenPrintAfterExpiry(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(body), "Authorized") {
 		t.Errorf("callback page: %d %s", resp.StatusCode, body)
 	}
-	said, code := wait()
+	said, code := l.wait()
 	if code != 0 || !strings.Contains(said, `token for account "alice" is stored`) {
 		t.Fatalf("login exited %d:\n%s", code, said)
 	}
@@ -211,20 +248,24 @@ func readStored(t *testing.T, path string) storedRecord {
 	return rec
 }
 
+// A forged callback gets an error page and the login keeps waiting: here
+// for nothing, until its timeout; no code is exchanged. Consent denied in
+// this login's own callback ends it at once.
 func TestLoginRefusesAWrongStateAndDeniedConsent(t *testing.T) {
 	srv := dropboxsigntest.NewServer()
 	defer srv.Close()
 	c := newCLI(t, srv)
 
 	listen := freeAddr(t)
-	_, wait := c.startLogin(listen)
+	l := c.startLogin(listen, "-timeout", "3s")
 	resp, err := http.Get("http://" + listen + "/callback?code=stolen&state=forged")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	said, code := wait()
-	if code != 1 || !strings.Contains(said, "state mismatch") || resp.StatusCode != 400 {
+	said, code := l.wait()
+	if code != 1 || !strings.Contains(said, "Refused a callback with a wrong state") ||
+		!strings.Contains(said, "no authorization callback of this login arrived in time") || resp.StatusCode != 400 {
 		t.Errorf("forged callback: exit %d, page %d:\n%s", code, resp.StatusCode, said)
 	}
 	if srv.Stats().TokenRequests != 0 {
@@ -234,13 +275,66 @@ func TestLoginRefusesAWrongStateAndDeniedConsent(t *testing.T) {
 	listen = freeAddr(t)
 	srv.SetCallbackURL("http://" + listen + "/callback")
 	srv.SetDenyConsent(true)
-	authURL, wait := c.startLogin(listen)
-	if resp, err := http.Get(authURL); err == nil {
+	l = c.startLogin(listen)
+	if resp, err := http.Get(l.authURL); err == nil {
 		resp.Body.Close()
 	}
-	said, code = wait()
+	said, code = l.wait()
 	if code != 1 || !strings.Contains(said, "not granted: access_denied") {
 		t.Errorf("denied consent: exit %d:\n%s", code, said)
+	}
+}
+
+// Callbacks that are not this login's (a wrong state, none, a stale tab's
+// denial) get a plain-text 400 page and one line each on stderr, which shows
+// nothing of the request; the login keeps waiting and completes with the
+// real callback.
+func TestLoginKeepsWaitingAfterAForgedCallback(t *testing.T) {
+	srv := dropboxsigntest.NewServer()
+	defer srv.Close()
+	c := newCLI(t, srv)
+	listen := freeAddr(t)
+	srv.SetCallbackURL("http://" + listen + "/callback")
+	l := c.startLogin(listen, "-account", "alice")
+
+	for _, query := range []string{
+		"code=stolen-code&state=forged-state%1b%5b31m",
+		"code=stolen-code",
+		"error=access_denied&state=stale-state",
+	} {
+		resp, err := http.Get("http://" + listen + "/callback?" + query)
+		if err != nil {
+			t.Fatalf("%s: %v (did the login end?)", query, err)
+		}
+		page, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 400 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") ||
+			!strings.Contains(string(page), "does not belong to the login waiting here") {
+			t.Errorf("%s: page %d %q %q", query, resp.StatusCode, resp.Header.Get("Content-Type"), page)
+		}
+		line := l.nextLine()
+		if !strings.HasPrefix(line, "Refused a callback") || !strings.Contains(line, "still waiting") ||
+			strings.Contains(line, "stolen") || strings.Contains(line, "forged-") || strings.Contains(line, "stale-") ||
+			strings.ContainsFunc(line, func(r rune) bool { return r < 0x20 }) {
+			t.Errorf("%s: login said %q", query, line)
+		}
+	}
+
+	resp, err := http.Get(l.authURL) // the real flow: consent, redirect, callback
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	said, code := l.wait()
+	if code != 0 || resp.StatusCode != 200 || !strings.Contains(said, `token for account "alice" is stored`) {
+		t.Fatalf("login after forged callbacks: exit %d, page %d:\n%s", code, resp.StatusCode, said)
+	}
+	if n := strings.Count(said, "Refused a callback"); n != 3 {
+		t.Errorf("%d lines about refused callbacks, want 3:\n%s", n, said)
+	}
+	stored := readStored(t, filepath.Join(c.dir(), "alice.json"))
+	if stored.Key != "alice" || stored.Token.AccessToken == "" || srv.Stats().TokenRequests != 1 {
+		t.Errorf("stored %+v after %d token requests; want alice's token from one exchange", stored, srv.Stats().TokenRequests)
 	}
 }
 
