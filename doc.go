@@ -33,17 +33,21 @@
 //
 // # Errors
 //
-// A failure that the token endpoint reports wraps an [*oauth2.RetrieveError]
-// whose ErrorCode and ErrorDescription are filled from either of Dropbox
-// Sign's error shapes; [ErrorRateLimit] reads its rate-limit headers and
-// [Classify] tells a user who must re-authorize from a service that should
-// try again later. A rate-limited refresh waits for the reset time; errors
-// that retrying cannot fix are tried again at most every five minutes. Error
-// texts never contain the client secret, a code or a token.
+// An error answer from the token endpoint is an [*oauth2.RetrieveError], as
+// x/oauth2 returns it (other failures wrap one), whose ErrorCode and
+// ErrorDescription are filled from either of Dropbox Sign's error shapes;
+// [ErrorRateLimit] reads its rate-limit headers and [Classify] tells a user
+// who must re-authorize from a service that should try again later. A
+// rate-limited refresh waits for the reset time; errors that retrying cannot
+// fix are tried again at most every five minutes. No error text contains a
+// secret the call sent, held or received, even when the endpoint, a proxy or
+// a store echoes one.
 //
 // When the API refuses a token that had not expired, the client from
 // [NewClient] marks it bad with [TokenSource.Invalidate] and replays the
-// request once with a new token.
+// request once with a new token; if the new token is refused too, the
+// source backs off rather than refresh for every request. The token never
+// follows a redirect to another host.
 //
 // # Many processes
 //
