@@ -63,18 +63,18 @@ func callOut[T any](ctx context.Context, what string, fn func() (T, error), late
 // The source's store calls, each bounded by ctx.
 
 func (s *TokenSource) storeLoad(ctx context.Context) (*oauth2.Token, error) {
-	return callOut(ctx, "Store.Load", func() (*oauth2.Token, error) { return s.opts.store.Load(ctx, s.opts.storeKey) }, nil)
+	return callOut(ctx, "Store.Load", func() (*oauth2.Token, error) { return s.cfg.opts.store.Load(ctx, s.key) }, nil)
 }
 
 func (s *TokenSource) storeSave(ctx context.Context, prev, t *oauth2.Token) error {
 	_, err := callOut(ctx, "Store.Save", func() (struct{}, error) {
-		return struct{}{}, s.opts.store.Save(ctx, s.opts.storeKey, prev, t)
+		return struct{}{}, s.cfg.opts.store.Save(ctx, s.key, prev, t)
 	}, nil)
 	return err
 }
 
 func (s *TokenSource) storeLock(ctx context.Context) (func(), error) {
-	unlock, err := callOut(ctx, "Store.Lock", func() (func(), error) { return s.opts.store.Lock(ctx, s.opts.storeKey) },
+	unlock, err := callOut(ctx, "Store.Lock", func() (func(), error) { return s.cfg.opts.store.Lock(ctx, s.key) },
 		func(unlock func()) {
 			if unlock != nil {
 				unlock()
@@ -86,9 +86,16 @@ func (s *TokenSource) storeLock(ctx context.Context) (func(), error) {
 	return unlock, err
 }
 
+func (s *TokenSource) storeMarkRefused(ctx context.Context, refused *oauth2.Token) error {
+	_, err := callOut(ctx, "Store.MarkRefused", func() (struct{}, error) {
+		return struct{}{}, s.cfg.opts.store.MarkRefused(ctx, s.key, refused)
+	}, nil)
+	return err
+}
+
 func (s *TokenSource) callOnRefresh(ctx context.Context, tok *oauth2.Token) error {
 	_, err := callOut(ctx, "the WithOnRefresh function", func() (struct{}, error) {
-		return struct{}{}, s.opts.onRefresh(ctx, tok)
+		return struct{}{}, s.cfg.opts.onRefresh(ctx, tok)
 	}, nil)
 	return err
 }

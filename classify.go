@@ -53,15 +53,16 @@ func Classify(err error) Class {
 	if err == nil {
 		return NotAnError
 	}
-	if errors.Is(err, errNoToken) || errors.Is(err, errNoRefreshToken) || errors.Is(err, errUnsendableRefreshToken) {
+	var refusal *RefusedError
+	if errors.As(err, &refusal) || errors.Is(err, errNoToken) || errors.Is(err, errNoRefreshToken) || errors.Is(err, errUnsendableRefreshToken) {
 		return Reauthorize
 	}
 	var refused *refusedTokensError
 	if errors.Is(err, ErrInsecureEndpoint) || errors.Is(err, errBadConfig) || errors.As(err, &refused) {
 		return Misconfigured
 	}
-	var shared *sharedRefusalError
-	if errors.As(err, &shared) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var lost *lostRefusalError
+	if errors.As(err, &lost) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return Temporary
 	}
 	var re *oauth2.RetrieveError

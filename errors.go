@@ -77,8 +77,18 @@ func (s *TokenSource) storeError(op string, err error, toks ...*oauth2.Token) er
 		}
 	}
 	// The store is the app's own: its errors may say more than an endpoint's.
-	return &storeError{text: fmt.Sprintf("dropboxsign: store: %s %q: %s", op, s.opts.storeKey, r.textN(err.Error(), 4*maxTextRunes)), err: err}
+	return &storeError{text: fmt.Sprintf("dropboxsign: store: %s %q: %s", op, s.key, r.textN(err.Error(), 4*maxTextRunes)), err: err}
 }
+
+// lostRefusalError is a refused grant that may be another replica's doing:
+// the store lost the token this replica's was derived from.
+type lostRefusalError struct{ err error }
+
+func (e *lostRefusalError) Error() string {
+	return "dropboxsign: the grant was refused, and the store holds no token (did it lose its data?): another replica may hold a newer one; reading the store again: " + e.err.Error()
+}
+
+func (e *lostRefusalError) Unwrap() error { return e.err }
 
 // refusedTokensError is what callers get while the source backs off after
 // the API refused a token fresh from a refresh: refreshing does not help.
@@ -88,18 +98,3 @@ func (e *refusedTokensError) Error() string {
 	return fmt.Sprintf("dropboxsign: the API refused %d tokens in a row (401), the last one fresh from a refresh: "+
 		"refreshing again does not help; does a proxy drop the Authorization header, or has the app lost API access?", e.n)
 }
-
-// sharedRefusals is how many refusals of the grant in a row a source with a
-// store reports as Temporary: another process may have spent the refresh
-// token (after the store lost its data, say) and hold a newer one, which the
-// next attempt reads from the store. Refused that often, the grant is gone.
-const sharedRefusals = 3
-
-// sharedRefusalError is a refused grant that may be another process's doing.
-type sharedRefusalError struct{ err error }
-
-func (e *sharedRefusalError) Error() string {
-	return "dropboxsign: the grant was refused, perhaps because another process spent the refresh token; the store will be read again: " + e.err.Error()
-}
-
-func (e *sharedRefusalError) Unwrap() error { return e.err }

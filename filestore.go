@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"os"
 	"path/filepath"
 	"sort"
@@ -45,6 +46,8 @@ import (
 // stores opened afterwards. A directory that is moved, removed or replaced
 // after NewFileStore, or made writable by others, is an error on every call
 // from then on: open a new store (restart) to use the new one.
+//
+// FileStore is a [Lister].
 type FileStore struct {
 	dir  string      // the real directory, symlinks resolved
 	info os.FileInfo // its identity when opened
@@ -125,11 +128,12 @@ func (f *FileStore) openDir() (*os.Root, error) {
 	return root, nil
 }
 
-// fileRecord is what a token file holds.
+// fileRecord is what a token file holds: a token, or a refusal mark.
 type fileRecord struct {
-	Key     string        `json:"key"`
-	Token   *oauth2.Token `json:"token"`
-	SavedAt time.Time     `json:"saved_at"`
+	Key       string        `json:"key"`
+	Token     *oauth2.Token `json:"token,omitempty"`
+	RefusedAt *time.Time    `json:"refused_at,omitempty"` // the grant was refused: no token
+	SavedAt   time.Time     `json:"saved_at"`
 }
 
 // Path returns the file that holds key's token, in the real directory.
@@ -139,12 +143,16 @@ func (f *FileStore) Path(key string) string {
 
 func fileName(key string) string { return escapeKey(key) + ".json" }
 
-// Load returns the token stored under key, or ErrNotFound. A file that
-// cannot be read as key's token is an error that names it.
+// Load returns the token stored under key, ErrNotFound, or a
+// *RefusedError for a key marked refused. A file that cannot be read as
+// key's token is an error that names it.
 func (f *FileStore) Load(_ context.Context, key string) (*oauth2.Token, error) {
 	rec, err := f.read(key)
 	if err != nil {
 		return nil, err
+	}
+	if rec.RefusedAt != nil {
+		return nil, &RefusedError{Key: key, Since: *rec.RefusedAt}
 	}
 	return rec.Token, nil
 }
@@ -175,7 +183,7 @@ func (f *FileStore) readIn(root *os.Root, key string) (*fileRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	if rec.Token == nil || rec.Token.AccessToken == "" && rec.Token.RefreshToken == "" {
+	if (rec.Token == nil || rec.Token.AccessToken == "" && rec.Token.RefreshToken == "") && rec.RefusedAt == nil {
 		return nil, fmt.Errorf("dropboxsign: FileStore: %s is not a token file (corrupt or foreign): remove it or log in again", f.path(name))
 	}
 	if rec.Key != key {
@@ -267,6 +275,22 @@ func (f *FileStore) Save(ctx context.Context, key string, prev, t *oauth2.Token)
 	if t == nil {
 		return errors.New("dropboxsign: FileStore: nil token")
 	}
+	return f.swap(ctx, key, prev, fileRecord{Key: key, Token: t})
+}
+
+// MarkRefused replaces key's token with a refusal mark if it is still
+// refused (see [Store]).
+func (f *FileStore) MarkRefused(ctx context.Context, key string, refused *oauth2.Token) error {
+	if refused == nil {
+		return ErrConflict
+	}
+	now := time.Now().UTC()
+	return f.swap(ctx, key, refused, fileRecord{Key: key, RefusedAt: &now})
+}
+
+// swap writes next as key's file if the file holds prev (nil: nothing, or a
+// refusal mark), under key's data lock.
+func (f *FileStore) swap(ctx context.Context, key string, prev *oauth2.Token, next fileRecord) error {
 	root, err := f.openDir()
 	if err != nil {
 		return err
@@ -279,7 +303,7 @@ func (f *FileStore) Save(ctx context.Context, key string, prev, t *oauth2.Token)
 	defer unlock()
 	rec, err := f.readIn(root, key)
 	switch {
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, ErrNotFound) || err == nil && rec.RefusedAt != nil:
 		if prev != nil {
 			return ErrConflict
 		}
@@ -288,7 +312,8 @@ func (f *FileStore) Save(ctx context.Context, key string, prev, t *oauth2.Token)
 	case prev == nil || rec.Token.AccessToken != prev.AccessToken || rec.Token.RefreshToken != prev.RefreshToken:
 		return ErrConflict
 	}
-	b, err := json.MarshalIndent(fileRecord{Key: key, Token: t, SavedAt: time.Now().UTC()}, "", "  ")
+	next.SavedAt = time.Now().UTC()
+	b, err := json.MarshalIndent(next, "", "  ")
 	if err != nil {
 		return fmt.Errorf("dropboxsign: FileStore: %w", err)
 	}
@@ -324,40 +349,72 @@ func (f *FileStore) lock(ctx context.Context, root *os.Root, name string) (func(
 	return func() { once.Do(func() { file.Close() }) }, nil
 }
 
-// Keys returns the keys that have a token file, sorted. A file that holds
-// the token of the key it is named after is listed under that key (a long
-// key's file name is a hash of it). Any other file named like a key's is
-// listed under that key too, so that it can be seen and fixed: Load reports
-// what is wrong with it.
-func (f *FileStore) Keys() ([]string, error) {
+// Keys yields the keys that have a file, token or refusal mark, in file
+// name order. A file that holds the record of the key it is named after is
+// listed under that key (a long key's file name is a hash of it). Any other
+// file named like a key's is listed under that key too, so that it can be
+// seen and fixed: Load reports what is wrong with it.
+func (f *FileStore) Keys(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		f.scan(ctx, func(key string, rec *fileRecord) bool { return yield(key, nil) },
+			func(err error) { yield("", err) })
+	}
+}
+
+// Refused yields a *RefusedError for each key marked refused, in file name
+// order.
+func (f *FileStore) Refused(ctx context.Context) iter.Seq2[*RefusedError, error] {
+	return func(yield func(*RefusedError, error) bool) {
+		f.scan(ctx, func(key string, rec *fileRecord) bool {
+			if rec == nil || rec.RefusedAt == nil {
+				return true
+			}
+			return yield(&RefusedError{Key: key, Since: *rec.RefusedAt}, nil)
+		}, func(err error) { yield(nil, err) })
+	}
+}
+
+// scan calls each with every key that has a file, and its record (nil if
+// unreadable), until each returns false; an error goes to fail, and ends it.
+func (f *FileStore) scan(ctx context.Context, each func(string, *fileRecord) bool, fail func(error)) {
 	root, err := f.openDir()
 	if err != nil {
-		return nil, err
+		fail(err)
+		return
 	}
 	defer root.Close()
 	d, err := root.Open(".")
 	if err != nil {
-		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
+		fail(fmt.Errorf("dropboxsign: FileStore: %w", err))
+		return
 	}
 	names, err := d.Readdirnames(-1)
 	d.Close()
 	if err != nil {
-		return nil, fmt.Errorf("dropboxsign: FileStore: listing %s: %w", f.dir, err)
+		fail(fmt.Errorf("dropboxsign: FileStore: listing %s: %w", f.dir, err))
+		return
 	}
-	var keys []string
+	sort.Strings(names)
 	for _, name := range names {
 		base, ok := strings.CutSuffix(name, ".json")
 		if !ok {
 			continue
 		}
-		if rec, err := f.readFile(root, name); err == nil && fileName(rec.Key) == name {
-			keys = append(keys, rec.Key)
+		if err := ctx.Err(); err != nil {
+			fail(err)
+			return
+		}
+		rec, err := f.readFile(root, name)
+		if err == nil && fileName(rec.Key) == name {
+			if !each(rec.Key, rec) {
+				return
+			}
 		} else if key, ok := unescapeKey(base); ok && escapeKey(key) == base {
-			keys = append(keys, key) // unreadable, or another key's: listed, so that it can be seen and fixed
+			if !each(key, nil) { // unreadable, or another key's: listed, so that it can be seen and fixed
+				return
+			}
 		}
 	}
-	sort.Strings(keys)
-	return keys, nil
 }
 
 // writeFileAtomic replaces name in root with data so that readers see the

@@ -144,7 +144,7 @@ func TestFileStoreRefusesSymlinkedTokenFiles(t *testing.T) {
 	if tok, err := elsewhere.Load(ctx, "alice"); err != nil || tok.AccessToken != "secret-at-a" {
 		t.Errorf("the link's target changed: %v, %v", tok, err)
 	}
-	if keys, err := fs.Keys(); err != nil || !slices.Equal(keys, []string{"alice", "carol", "dave"}) {
+	if keys, err := keysOf(fs); err != nil || !slices.Equal(keys, []string{"alice", "carol", "dave"}) {
 		t.Errorf("Keys = %q, %v; want the links listed, so that status shows them", keys, err)
 	}
 }
@@ -261,7 +261,7 @@ func TestFileStoreRefusesATokenFileCopiedFromAnotherKey(t *testing.T) {
 	wantErr(t, "Load of the copy", err, fs.Path("bob"), "alice.json")
 	err = fs.Save(ctx, "bob", secretToken("a"), secretToken("b"))
 	wantErr(t, "Save over the copy", err, fs.Path("bob"), "alice.json")
-	if keys, err := fs.Keys(); err != nil || !slices.Equal(keys, []string{"alice", "bob"}) {
+	if keys, err := keysOf(fs); err != nil || !slices.Equal(keys, []string{"alice", "bob"}) {
 		t.Errorf("Keys = %q, %v", keys, err)
 	}
 	if tok, err := fs.Load(ctx, "alice"); err != nil || tok.AccessToken != "secret-at-a" {
@@ -290,7 +290,7 @@ func TestFileStoreRefusesSpecialAndHugeFiles(t *testing.T) {
 		wantErr(t, "Load of a directory", err, fs.Path("dir"), "not a regular file")
 		_, err = fs.Load(ctx, "huge")
 		wantErr(t, "Load of a huge file", err, fs.Path("huge"), "1 MiB")
-		fs.Keys()
+		keysOf(fs)
 	}()
 	select {
 	case <-done:
@@ -342,7 +342,7 @@ func TestFileStoreSurvivesGarbage(t *testing.T) {
 	} {
 		os.WriteFile(filepath.Join(filepath.Dir(fs.Path("x")), name+".json"), []byte(content), 0o600)
 	}
-	keys, err := fs.Keys()
+	keys, err := keysOf(fs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,28 +35,34 @@ const maxJoins = 3
 
 // launch returns the run under way, or starts one on a goroutine of its own
 // (started is then true): the run serves every caller, so no caller's
-// context may end it.
+// context may end it. Once an Accounts' Shutdown has begun it starts none
+// and returns nil.
 func (s *TokenSource) launch() (f *flight, started bool) {
 	for {
 		if f := s.flying.Load(); f != nil {
 			return f, false
+		}
+		if !s.cfg.enter() {
+			return nil, false
 		}
 		f := &flight{done: make(chan struct{})}
 		if s.flying.CompareAndSwap(nil, f) {
 			go s.fly(f)
 			return f, true
 		}
+		s.cfg.leave()
 	}
 }
 
 func (s *TokenSource) fly(f *flight) {
+	defer s.cfg.leave()
 	f.st = s.run()
 	// Forget the run before waking its waiters: from now on a caller starts
 	// a new run rather than join this one and get its outcome again.
 	s.flying.Store(nil)
 	close(f.done)
-	if s.opts.afterRun != nil {
-		s.opts.afterRun()
+	if s.cfg.opts.afterRun != nil {
+		s.cfg.opts.afterRun()
 	}
 }
 
@@ -67,8 +73,8 @@ func (s *TokenSource) kick() {
 	if s.flying.Load() != nil {
 		return
 	}
-	if _, started := s.launch(); started && s.opts.kicked != nil {
-		s.opts.kicked()
+	if _, started := s.launch(); started && s.cfg.opts.kicked != nil {
+		s.cfg.opts.kicked()
 	}
 }
 
@@ -80,36 +86,55 @@ func (s *TokenSource) wait(ctx context.Context, st *state, now time.Time) (*oaut
 		ctx = context.Background()
 	}
 	for range maxJoins {
-		if st.err != nil && now.Before(st.retryAt) {
-			return nil, &backoffError{err: st.err, retry: st.retryAt.Sub(now)}
+		if err := st.backingOff(now); err != nil {
+			return nil, err
 		}
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}
 		f, _ := s.launch()
+		if f == nil {
+			return nil, ErrShutdown
+		}
 		select {
 		case <-f.done:
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
 		}
-		st, now = f.st, s.opts.now()
+		st, now = f.st, s.cfg.opts.now()
 		switch {
-		case st.usable(now) && st.saveErr != nil:
-			return st.tok, st.saveErr
+		case st.usable(now) && st.tr.saveErr != nil:
+			return st.tok, st.tr.saveErr
 		case st.usable(now):
 			return st.tok, nil
-		case st.err != nil && now.Before(st.retryAt):
+		case st.tr.err != nil && now.Before(st.tr.retryAt):
 			// The run this caller waited for failed: its error, as is
 			// (an *oauth2.RetrieveError when the endpoint refused).
-			return nil, st.err
+			return nil, st.tr.err
 		}
 		// The outcome is stale already (the next attempt is due, or a
 		// rejection came in meanwhile): go again from it.
 	}
-	if st.err != nil {
-		return nil, st.err
+	if st.tr.err != nil {
+		return nil, st.tr.err
 	}
 	return nil, errNoUsableToken
+}
+
+// backingOff returns the error for a caller that finds no usable token while
+// the source waits before its next attempt, or nil if an attempt is due. A
+// grant that is gone is reported as it is; other failures say when the next
+// attempt comes.
+func (st *state) backingOff(now time.Time) error {
+	t := st.tr
+	if t.err == nil || !now.Before(t.retryAt) {
+		return nil
+	}
+	var refused *RefusedError
+	if errors.As(t.err, &refused) {
+		return t.err
+	}
+	return &backoffError{err: t.err, retry: t.retryAt.Sub(now)}
 }
 
 var errNoUsableToken = errors.New("dropboxsign: no usable token; try again")

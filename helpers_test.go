@@ -3,6 +3,7 @@ package dropboxsign_test
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -103,4 +104,17 @@ type kicks struct{ n atomic.Int64 }
 
 func (k *kicks) option() dropboxsign.Option {
 	return dropboxsign.WithKicked(func() { k.n.Add(1) })
+}
+
+// keysOf collects a Lister's keys, sorted.
+func keysOf(l dropboxsign.Lister) ([]string, error) {
+	var keys []string
+	for k, err := range l.Keys(context.Background()) {
+		if err != nil {
+			return keys, err
+		}
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys, nil
 }

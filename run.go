@@ -19,12 +19,12 @@ import (
 // due for a refresh meanwhile (a caller may be waiting for one).
 func (s *TokenSource) run() *state {
 	st := s.state.Load()
-	now := s.opts.now()
+	now := s.cfg.opts.now()
 	if st.saveDue(now) && !st.refreshDue(now) {
 		next := *st
-		s.save(&next, st.saveFailures, now)
+		s.save(&next, st.tr.saveFailures, now)
 		st = s.publish(&next)
-		now = s.opts.now()
+		now = s.cfg.opts.now()
 	}
 	if st.refreshDue(now) {
 		st = s.publish(s.refresh(st, now))
@@ -39,9 +39,11 @@ func (s *TokenSource) publish(next *state) *state {
 	for {
 		cur := s.state.Load()
 		if cur.rejected && sameToken(cur.tok, next.tok) && !next.rejected {
-			next.rejected, next.rejections = true, cur.rejections
-			if _, streak := cur.err.(*refusedTokensError); streak {
-				next.err, next.retryAt = cur.err, cur.retryAt
+			next.rejected = true
+			t := next.edit()
+			t.rejections = cur.tr.rejections
+			if _, streak := cur.tr.err.(*refusedTokensError); streak {
+				t.err, t.retryAt = cur.tr.err, cur.tr.retryAt
 			}
 		}
 		if s.state.CompareAndSwap(cur, next) {
@@ -55,8 +57,11 @@ var errUnusableOnArrival = errors.New("dropboxsign: refresh: the new token was a
 // refresh obtains the next token, from the token endpoint or, with a store,
 // possibly from another process, and returns the state that follows.
 func (s *TokenSource) refresh(st *state, now time.Time) *state {
-	if s.opts.store != nil {
+	if s.cfg.opts.store != nil {
 		return s.refreshShared(st, now)
+	}
+	if st.tok == nil && st.tr.refusedRT != "" {
+		return st.refused(st.tr.err, st.tr.refusedRT, now, false)
 	}
 	return s.refreshFrom(st, st.tok, nil, now)
 }
@@ -64,19 +69,15 @@ func (s *TokenSource) refresh(st *state, now time.Time) *state {
 // refreshShared refreshes under the store's lock: another process may have
 // refreshed already, and the stored refresh token is the one to present.
 func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
-	ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
+	ctx, cancel := context.WithTimeout(s.cfg.ctx, s.cfg.opts.timeout)
 	defer cancel()
-	load := func() (*oauth2.Token, error) {
-		t, err := s.storeLoad(ctx)
-		if errors.Is(err, ErrNotFound) {
-			return nil, nil
-		}
-		return t, err
-	}
 	// A process that refreshed moments ago spares us the lock.
-	stored, err := load()
+	stored, refusal, err := s.load(ctx)
 	if err != nil {
-		return st.failed(s.storeError("load", err, st.tok, stored), now, true)
+		return st.failed(s.storeError("load", err, st.tok), now, true)
+	}
+	if refusal != nil && !st.holdsNewer(nil) {
+		return st.refused(refusal, st.tr.refusedRT, now, true)
 	}
 	if next := s.adopt(st, stored, now); next != nil {
 		return next
@@ -91,32 +92,55 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 		return st.failed(s.storeError("lock", err, st.tok, stored), now, true)
 	}
 	defer unlock()
-	if stored, err = load(); err != nil {
+	if stored, refusal, err = s.load(ctx); err != nil {
 		return st.failed(s.storeError("load", err, st.tok, stored), now, true)
 	}
 	if next := s.adopt(st, stored, now); next != nil {
 		return next
 	}
-	if st.holdsNewer(stored) || (st.seed && stored == nil) {
-		// Our token replaced the stored one but its save failed, so the
-		// stored refresh token is spent; or ours was given to seed an empty
-		// store. Store ours first, then go on from it.
-		if err := s.storeSave(ctx, stored, st.tok); err != nil {
-			return st.failed(s.storeError("save", err, st.tok, stored), now, true)
+	switch {
+	case st.holdsNewer(stored):
+		// Our token replaced the stored one (or the one a refusal mark
+		// replaced) but its save failed, so the stored refresh token is
+		// spent. Store ours first, then go on from it.
+	case refusal != nil:
+		return st.refused(refusal, st.tr.refusedRT, now, true)
+	case st.seed && stored == nil:
+		// Ours was given to seed an empty store: store it first.
+	default:
+		base := stored
+		if base == nil {
+			base = st.tok // nothing stored any more (the store lost its data): ours seeds it
 		}
-		saved := *st
-		saved.stored, saved.seed = st.tok, false
-		saved.saveErr, saved.saveFailures, saved.saveRetryAt = nil, 0, time.Time{}
-		if !saved.needsRefresh(now) {
-			return &saved
-		}
-		st, stored = &saved, st.tok
+		return s.refreshFrom(st, base, stored, now)
 	}
-	base := stored
-	if base == nil {
-		base = st.tok // nothing stored (yet, or any more): our token seeds the store
+	if err := s.storeSave(ctx, stored, st.tok); err != nil {
+		return st.failed(s.storeError("save", err, st.tok, stored), now, true)
 	}
-	return s.refreshFrom(st, base, stored, now)
+	saved := *st
+	saved.stored, saved.seed = st.tok, false
+	t := saved.edit()
+	t.saveErr, t.saveFailures, t.saveRetryAt = nil, 0, time.Time{}
+	if !saved.needsRefresh(now) {
+		return &saved
+	}
+	return s.refreshFrom(&saved, st.tok, st.tok, now)
+}
+
+// load reads the store: its token (nil if it holds none), or the refusal
+// it holds.
+func (s *TokenSource) load(ctx context.Context) (*oauth2.Token, *RefusedError, error) {
+	t, err := s.storeLoad(ctx)
+	var refusal *RefusedError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return nil, nil, nil
+	case errors.As(err, &refusal):
+		return nil, refusal, nil
+	case err == nil && t == nil:
+		return nil, nil, errors.New("Store.Load returned neither a token nor an error")
+	}
+	return t, nil, err
 }
 
 // adopt returns the state for a stored token that another process wrote and
@@ -125,7 +149,7 @@ func (s *TokenSource) adopt(st *state, stored *oauth2.Token, now time.Time) *sta
 	if stored == nil || (st.rejected && sameToken(stored, st.tok)) || st.holdsNewer(stored) {
 		return nil
 	}
-	next := newState(stored, s.opts.window)
+	next := newState(slim(stored), s.cfg.opts.window)
 	if !next.usable(now) || next.needsRefresh(now) {
 		return nil
 	}
@@ -139,12 +163,13 @@ func (s *TokenSource) holdUsable(st *state, stored *oauth2.Token, now time.Time)
 	if stored == nil || sameToken(stored, st.tok) || st.holdsNewer(stored) {
 		return st
 	}
-	next := newState(stored, s.opts.window)
+	next := newState(slim(stored), s.cfg.opts.window)
 	if !next.usable(now) || st.usable(now) && (!st.expires || next.expires && !next.usableUntil.After(st.usableUntil)) {
 		return st
 	}
 	next.stored = stored
-	next.err, next.failures, next.retryAt = st.err, st.failures, st.retryAt
+	t := next.edit()
+	t.err, t.failures, t.retryAt, t.refusedRT = st.tr.err, st.tr.failures, st.tr.retryAt, st.tr.refusedRT
 	return next
 }
 
@@ -152,43 +177,102 @@ func (s *TokenSource) holdUsable(st *state, stored *oauth2.Token, now time.Time)
 // the state that follows. With a store, prev is what the store held when
 // read under the lock (nil: nothing), and the new token replaces exactly that.
 func (s *TokenSource) refreshFrom(st *state, base, prev *oauth2.Token, now time.Time) *state {
+	shared := s.cfg.opts.store != nil
 	var tok *oauth2.Token
 	var err error
 	switch {
-	case s.configErr != nil:
-		err = s.configErr
+	case s.cfg.configErr != nil:
+		err = s.cfg.configErr
 	case base == nil:
 		err = errNoToken
+	case base.RefreshToken != "" && base.RefreshToken == st.tr.refusedRT:
+		// Refused before: presenting it again would only be refused again.
+		return s.confirmRefusal(st, st.tr.err, base, prev, now)
 	default:
-		ctx, cancel := context.WithTimeout(s.ctx, s.opts.timeout)
-		tok, err = s.client.refresh(ctx, base.RefreshToken, base.AccessToken, st.tokenOrEmpty().AccessToken)
+		ctx, cancel := context.WithTimeout(s.cfg.ctx, s.cfg.opts.timeout)
+		tok, err = s.cfg.client.refresh(ctx, base.RefreshToken, base.AccessToken, st.tokenOrEmpty().AccessToken)
 		cancel()
 	}
 	if err != nil {
-		next := st.failed(err, now, s.opts.store != nil)
-		var te *responseError
-		if errors.As(err, &te) && te.refreshToken != "" && base != nil && te.refreshToken != base.RefreshToken {
+		if shared && base != nil && Classify(err) == Reauthorize {
+			return s.confirmRefusal(st, err, base, prev, now)
+		}
+		next := st.failed(err, now, shared)
+		var re *responseError
+		if errors.As(err, &re) && re.refreshToken != "" && base != nil && re.refreshToken != base.RefreshToken {
 			// A broken response that still carried a new refresh token: the
 			// old one may be spent, so keep and persist the new one.
-			kept := *base
-			kept.RefreshToken = te.refreshToken
-			next.tok, next.stored = &kept, prev
-			s.save(next, st.saveFailures, now)
+			kept := slim(base)
+			kept.RefreshToken = re.refreshToken
+			next.tok, next.stored = kept, prev
+			s.save(next, st.tr.saveFailures, now)
 		}
 		return next
 	}
-	next := newState(tok, s.opts.window)
+	next := newState(slim(tok), s.cfg.opts.window)
 	next.stored = prev
-	next.arrived = s.opts.now()
 	if st.rejected {
-		next.rejections = st.rejections // a streak goes on while replacements are refused at once
+		// A streak of refused tokens goes on while replacements are
+		// refused at once (see Invalidate).
+		t := next.edit()
+		t.rejections, t.arrived = st.tr.rejections, s.cfg.opts.now()
 	}
-	s.save(next, st.saveFailures, now)
-	if later := s.opts.now(); !next.usable(later) {
+	s.save(next, st.tr.saveFailures, now)
+	if later := s.cfg.opts.now(); !next.usable(later) {
 		// Keep it (its refresh token is the newest) but do not refresh
 		// again at once: that would spend a refresh token per round trip.
-		next.err, next.failures = errUnusableOnArrival, st.failures+1
-		next.retryAt = later.Add(backoff(next.failures))
+		t := next.edit()
+		t.err, t.failures = errUnusableOnArrival, st.tr.failures+1
+		t.retryAt = later.Add(backoff(t.failures))
 	}
 	return next
+}
+
+// confirmRefusal handles, for a source with a store, Dropbox Sign's refusal
+// of base's grant. If base is the token the store still holds, the refusal
+// is the account's: the store is marked (compare-and-swap, so that a token
+// another replica stored meanwhile is never taken for refused), and every
+// replica learns it at its next read. If the store holds nothing but held
+// base once, it lost its data, and this replica's token may be one another
+// replica has since spent: that is no proof that the grant is gone, so the
+// refusal is reported as temporary while the store is read again, where the
+// replica that is up to date will put its token. Either way the refused
+// refresh token is never presented again.
+func (s *TokenSource) confirmRefusal(st *state, cause error, base, prev *oauth2.Token, now time.Time) *state {
+	refusal := &RefusedError{Key: s.key, Since: now, Err: cause}
+	if prev == nil && st.stored != nil {
+		next := st.refused(&lostRefusalError{cause}, base.RefreshToken, now, true)
+		return next
+	}
+	if prev == nil || !sameToken(prev, base) || prev.RefreshToken != base.RefreshToken {
+		return st.refused(refusal, base.RefreshToken, now, true)
+	}
+	ctx, cancel := context.WithTimeout(s.cfg.ctx, s.cfg.opts.timeout)
+	defer cancel()
+	err := s.storeMarkRefused(ctx, prev)
+	if errors.Is(err, ErrConflict) {
+		// The store moved on: a replica stored a newer token (the refusal
+		// was of a spent one, not of the grant), or marked it first.
+		stored, marked, lerr := s.load(ctx)
+		switch {
+		case lerr != nil:
+			err = lerr
+		case marked != nil:
+			return st.refused(marked, base.RefreshToken, now, true)
+		case stored != nil:
+			if next := s.adopt(st, stored, now); next != nil {
+				return next
+			}
+			next := st.failed(cause, now, true)
+			t := next.edit()
+			t.retryAt, t.refusedRT = now, base.RefreshToken // go on from the newer token at once
+			return next
+		default:
+			return st.refused(refusal, base.RefreshToken, now, true)
+		}
+	}
+	// Marked; or, if the mark failed, other replicas find out for
+	// themselves, and this one marks it at its next attempt (it finds the
+	// refused token still stored, and does not present it again).
+	return st.refused(refusal, base.RefreshToken, now, true)
 }

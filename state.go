@@ -12,23 +12,41 @@ import (
 // whole with an atomic store; nothing modifies a state once published.
 type state struct {
 	tok         *oauth2.Token // nil when the source has none
-	expires     bool          // false: tok has no Expiry and is never refreshed ahead
+	stored      *oauth2.Token // with a store: what it holds as far as we know; Save's prev
 	refreshAt   time.Time     // start of the refresh-ahead window
 	usableUntil time.Time     // after this, callers wait for a new token
+	expires     bool          // false: tok has no Expiry and is never refreshed ahead
 	rejected    bool          // the API refused tok: never hand it out again
-	rejections  int           // tokens the API refused in a row, this one included if rejected
-	arrived     time.Time     // when a refresh brought tok (zero for a token given or adopted)
 	seed        bool          // tok was given, with a store: not handed out before the store has spoken
+	tr          *trouble      // never nil; the shared healthy one when all is well
+}
 
-	err      error     // why the last refresh failed; nil after a success
-	failures int       // consecutive refresh failures
-	retryAt  time.Time // no refresh attempt before this
+// trouble is what a state knows of what went wrong: refresh and save
+// failures, their backoff, refused tokens. It lives apart from the state so
+// that the many healthy states share one (healthy) and stay small: a state
+// that changes it takes a copy of its own (see edit).
+type trouble struct {
+	err       error     // why the last refresh failed; nil after a success
+	failures  int       // consecutive refresh failures
+	retryAt   time.Time // no refresh attempt before this
+	refusedRT string    // a refresh token Dropbox Sign refused: never presented again
 
-	stored *oauth2.Token // with a store: what it holds as far as we know; Save's prev
+	rejections int       // tokens the API refused in a row, this one included if rejected
+	arrived    time.Time // when a refresh that a rejection called for brought tok
 
 	saveErr      *SaveError // non-nil while tok is not persisted
 	saveFailures int
 	saveRetryAt  time.Time
+}
+
+var healthy = &trouble{}
+
+// edit gives st, a private copy not yet published, a trouble of its own and
+// returns it for writing.
+func (st *state) edit() *trouble {
+	t := *st.tr
+	st.tr = &t
+	return &t
 }
 
 // unusableMargin is the most a token's last moments are shunned: near its
@@ -37,7 +55,7 @@ const unusableMargin = 10 * time.Second
 
 // newState schedules tok: see schedule.
 func newState(tok *oauth2.Token, window time.Duration) *state {
-	st := &state{tok: tok}
+	st := &state{tok: tok, tr: healthy}
 	st.expires, st.refreshAt, st.usableUntil = schedule(tok, window)
 	return st
 }
@@ -74,7 +92,7 @@ func schedule(tok *oauth2.Token, window time.Duration) (expires bool, refreshAt,
 // nothing), but saving it failed. Then the stored refresh token may be spent
 // and must neither be adopted nor presented.
 func (st *state) holdsNewer(stored *oauth2.Token) bool {
-	return st.saveErr != nil && st.tok != nil && st.stored != st.tok &&
+	return st.tr.saveErr != nil && st.tok != nil && st.stored != st.tok &&
 		(stored == nil || sameToken(stored, st.stored) && stored.RefreshToken == st.stored.RefreshToken)
 }
 
@@ -89,7 +107,7 @@ func (st *state) tokenOrEmpty() *oauth2.Token {
 // fresh reports whether tok can be handed out with nothing else to do: the
 // hot path's whole test.
 func (st *state) fresh(now time.Time) bool {
-	return st.saveErr == nil && !st.rejected && !st.seed && (!st.expires || now.Before(st.refreshAt))
+	return st.tr == healthy && !st.rejected && !st.seed && (!st.expires || now.Before(st.refreshAt))
 }
 
 func (st *state) usable(now time.Time) bool {
@@ -102,30 +120,51 @@ func (st *state) needsRefresh(now time.Time) bool {
 
 // refreshDue and saveDue report whether a background run would do anything.
 func (st *state) refreshDue(now time.Time) bool {
-	return (st.needsRefresh(now) || st.seed) && !now.Before(st.retryAt)
+	return (st.needsRefresh(now) || st.seed) && !now.Before(st.tr.retryAt)
 }
 
 func (st *state) saveDue(now time.Time) bool {
-	return st.saveErr != nil && !now.Before(st.saveRetryAt)
+	return st.tr.saveErr != nil && !now.Before(st.tr.saveRetryAt)
 }
 
 // failed returns the state after a failed refresh attempt: the token is kept
-// and the next attempt waits for the backoff.
+// and the next attempt waits for the backoff. shared says the source has a
+// store.
 func (st *state) failed(err error, now time.Time, shared bool) *state {
 	next := *st
-	next.err = err
-	next.failures++
-	if shared && Classify(err) == Reauthorize && next.failures < sharedRefusals {
-		next.err = &sharedRefusalError{err}
-	}
-	next.retryAt = retryAt(err, next.failures, now, shared)
-	if st.usable(now) && Classify(err) == Temporary && next.retryAt.After(st.usableUntil) {
+	t := next.edit()
+	t.err = err
+	t.failures++
+	t.retryAt = retryAt(err, t.failures, now, shared)
+	if st.usable(now) && Classify(err) == Temporary && t.retryAt.After(st.usableUntil) {
 		// Failures met while the token still served callers must not keep
 		// them waiting once it stops serving: try again then.
-		next.retryAt = st.usableUntil
+		t.retryAt = st.usableUntil
 	}
 	return &next
 }
+
+// refused returns the state after Dropbox Sign refused the grant for good:
+// no token, the refusal as the error, and the refused refresh token
+// remembered so that it is never presented again. With a store the source
+// reads it again after refusalRecheck, for a new login; without one, it
+// tries again after the longest backoff.
+func (st *state) refused(err error, refreshToken string, now time.Time, shared bool) *state {
+	next := &state{expires: true, tr: st.tr}
+	t := next.edit()
+	t.err, t.failures, t.refusedRT = err, st.tr.failures+1, refreshToken
+	t.retryAt = now.Add(maxBackoff)
+	if shared {
+		t.retryAt = now.Add(refusalRecheck)
+	}
+	t.saveErr, t.saveFailures, t.saveRetryAt = nil, 0, time.Time{}
+	return next
+}
+
+// refusalRecheck is how often a source with a store whose grant is gone
+// reads the store again (never the token endpoint), so that a new login
+// saved by any replica serves within about this long.
+const refusalRecheck = time.Second
 
 // maxRateLimitWait bounds how long a rate-limit answer can stop refreshes: a
 // reset time further out than this is taken for a broken header.
@@ -133,16 +172,16 @@ const maxRateLimitWait = time.Hour
 
 // retryAt is when the next refresh may be tried after the n-th consecutive
 // failure, err. Errors that retrying cannot fix wait the longest backoff at
-// once; a rate-limit answer is never retried before it says. With a shared
-// store a refused grant may be another process's doing (it spent the refresh
-// token and is about to store the new one), so it backs off as usual.
+// once (a source with a store reads the store again sooner: see refused); a
+// rate-limit answer is never retried before it says.
 func retryAt(err error, n int, now time.Time, shared bool) time.Time {
-	class := Classify(err)
-	if shared && class == Reauthorize {
-		class = Temporary
-	}
-	switch class {
-	case Reauthorize, Misconfigured:
+	switch Classify(err) {
+	case Reauthorize:
+		if shared {
+			return now.Add(refusalRecheck)
+		}
+		return now.Add(maxBackoff)
+	case Misconfigured:
 		return now.Add(maxBackoff)
 	case RateLimited:
 		at := now.Add(backoff(n))

@@ -3,6 +3,9 @@ package dropboxsign
 import (
 	"context"
 	"errors"
+	"fmt"
+	"iter"
+	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -16,17 +19,26 @@ var ErrConflict = errors.New("dropboxsign: the stored token changed meanwhile")
 
 // A Store keeps tokens, one per key (an account of your choosing), where
 // several token sources, in one process or many, can share them. With
-// [WithStore], a [TokenSource] loads its token from the store, writes every
-// new token to it before handing the token out, and refreshes under the
-// store's lock, so that across a fleet one replica refreshes each account
-// per expiry and no replica presents a refresh token that another one has
-// already spent.
+// [WithStore] or [NewAccounts], a [TokenSource] loads its token from the
+// store, writes every new token to it before handing the token out, and
+// refreshes under the store's lock, so that across a fleet one replica
+// refreshes each account per expiry and no replica presents a refresh token
+// that another one has already spent. When Dropbox Sign refuses an account's
+// grant for good, the source marks the account in the store, so that every
+// replica learns it without a token request of its own.
 //
 // Implementations must be safe for concurrent use by many goroutines and
-// processes. [FileStore] is one for a single machine; the redisstore module
-// has one for many.
+// processes, and should honour ctx (a call that overstays its deadline is
+// abandoned). [FileStore] is one for a single machine; the redisstore and
+// pgstore modules have ones for many. Package internal/storetest of this
+// repository checks the contract, for stores written elsewhere too.
+//
+// Stores written for an earlier version of this package, without
+// MarkRefused, need that method added; the other three keep their contract,
+// but for a key marked refused (see MarkRefused).
 type Store interface {
-	// Load returns the token stored under key, or ErrNotFound. The token
+	// Load returns the token stored under key; ErrNotFound if there is
+	// none; a *RefusedError if the key holds a refusal mark. The token
 	// must be the whole of what the last Save stored (AccessToken,
 	// TokenType, RefreshToken, Expiry, ExpiresIn), as of one moment:
 	// never half of one save and half of another.
@@ -34,9 +46,10 @@ type Store interface {
 
 	// Save stores t under key if the token stored there is still prev:
 	// the same AccessToken and RefreshToken, or, when prev is nil,
-	// nothing. Otherwise it stores nothing and returns ErrConflict. The
-	// comparison and the write must be atomic with respect to every
-	// other Save of the key. When Save returns nil, a Load from any
+	// nothing or a refusal mark (a new login replaces a refusal).
+	// Otherwise it stores nothing and returns ErrConflict. The comparison
+	// and the write must be atomic with respect to every other Save and
+	// MarkRefused of the key. When Save returns nil, a Load from any
 	// process returns t (or a later token), and t is as durable as the
 	// store is configured to make it (FileStore: fsync'd; Redis: see its
 	// appendonly and appendfsync settings). An error other than
@@ -50,11 +63,67 @@ type Store interface {
 	// lease's TTL for Redis), and the store keeps it alive, renewing as
 	// needed, until unlock is called. A holder cut off from the store for
 	// longer than the lease loses it without being told. unlock releases
-	// it on a best-effort basis (if that fails, the lease still lapses);
-	// calling it again does nothing. The lock serializes refreshes; Save's
-	// comparison, not the lock, protects the stored token.
+	// it on a best-effort basis, promptly (if that fails, the lease still
+	// lapses); calling it again does nothing. The lock serializes
+	// refreshes; Save's comparison, not the lock, protects the stored
+	// token.
 	Lock(ctx context.Context, key string) (unlock func(), err error)
+
+	// MarkRefused replaces the token stored under key with a refusal
+	// mark, recording when (the store's clock), if the stored token is
+	// still refused (the same AccessToken and RefreshToken); otherwise,
+	// or if nothing or a mark is stored, it changes nothing and returns
+	// ErrConflict. The comparison and the write are atomic as for Save.
+	// From then on Load returns a *RefusedError for key, until a Save
+	// with prev nil (a new login) replaces the mark.
+	MarkRefused(ctx context.Context, key string, refused *oauth2.Token) error
 }
+
+// A Lister is a Store that can list what it holds: for operators, and for
+// the app's page of accounts to reconnect. FileStore and the stores of the
+// redisstore and pgstore modules are Listers.
+type Lister interface {
+	Store
+
+	// Keys yields every key that holds a token or a refusal mark, in no
+	// particular order, each once; an error ends the sequence.
+	Keys(ctx context.Context) iter.Seq2[string, error]
+
+	// Refused yields a *RefusedError for every key that holds a refusal
+	// mark, in no particular order; an error ends the sequence.
+	Refused(ctx context.Context) iter.Seq2[*RefusedError, error]
+}
+
+// A RefusedError reports that Dropbox Sign refused an account's grant for
+// good (its user disconnected the app, or the refresh token was spent), so
+// that only a new authorization brings a token again: [Accounts.Login], or
+// a Save of a new token. [Classify] returns Reauthorize for it.
+//
+// A Store's Load returns one for a key marked with MarkRefused; every call
+// for the account, on every replica, then fails with one at once, without
+// a token request.
+type RefusedError struct {
+	Key   string    // the account
+	Since time.Time // when the refusal was recorded
+	// Err is the refusal itself (an *oauth2.RetrieveError, invalid_grant),
+	// when this process received it; nil when read from a store.
+	Err error
+}
+
+// Error says which account must be authorized again.
+func (e *RefusedError) Error() string {
+	s := fmt.Sprintf("dropboxsign: account %q must be authorized again: Dropbox Sign refused its grant", e.Key)
+	if !e.Since.IsZero() {
+		s += " (" + e.Since.UTC().Format(time.RFC3339) + ")"
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns Err.
+func (e *RefusedError) Unwrap() error { return e.Err }
 
 // WithStore makes the source keep its token in store under key, shared with
 // every other source, in any process, that uses the same store and key.

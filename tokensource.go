@@ -2,6 +2,7 @@ package dropboxsign
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -27,12 +28,11 @@ import (
 // [WithStore], the one it has just read under the store's lock), and a
 // refresh response without one keeps the previous one.
 type TokenSource struct {
-	client    *tokenClient
-	configErr error           // why client is nil
-	ctx       context.Context // supplies values (the HTTP client) only
-	opts      options
-	state     atomic.Pointer[state]
-	flying    atomic.Pointer[flight] // the run under way, if any: see flight.go
+	cfg    *sourceConfig          // shared with the other sources of one Accounts
+	key    string                 // the store key, with a store
+	state  atomic.Pointer[state]  // see state.go
+	flying atomic.Pointer[flight] // the run under way, if any: see flight.go
+	used   atomic.Int64           // with Accounts: when last used, in Unix seconds
 }
 
 var _ oauth2.TokenSource = (*TokenSource)(nil)
@@ -51,24 +51,32 @@ var _ oauth2.TokenSource = (*TokenSource)(nil)
 // A problem with c (nil, no ClientID, an unusable or insecure TokenURL) is
 // reported by the first call that needs a refresh.
 func NewTokenSource(ctx context.Context, c *oauth2.Config, t *oauth2.Token, opts ...Option) *TokenSource {
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	s := &TokenSource{ctx: context.WithoutCancel(ctx), opts: defaultOptions()}
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&s.opts)
-		}
-	}
-	s.client, s.configErr = newTokenClient(c, s.opts.timeout, s.opts.now)
+	cfg := newSourceConfig(ctx, c, opts)
+	return cfg.newSource(cfg.opts.storeKey, t)
+}
+
+// newSource returns a source of cfg's for key, starting from a copy of t.
+func (cfg *sourceConfig) newSource(key string, t *oauth2.Token) *TokenSource {
+	s := &TokenSource{cfg: cfg, key: key}
 	if t != nil {
-		copied := *t
-		t = &copied
+		t = slim(t)
 	}
-	st := newState(t, s.opts.window)
-	st.seed = t != nil && s.opts.store != nil
+	st := newState(t, cfg.opts.window)
+	st.seed = t != nil && cfg.opts.store != nil
 	s.state.Store(st)
 	return s
+}
+
+// slim returns a copy of t without its extras: a source keeps many tokens
+// for a long time, and a map of a response's fields costs more than the
+// token itself. [TokenRateLimit] works on the tokens of [Exchange] and
+// [Refresh], not on a source's.
+func slim(t *oauth2.Token) *oauth2.Token {
+	c := &oauth2.Token{AccessToken: t.AccessToken, TokenType: t.TokenType, RefreshToken: t.RefreshToken, Expiry: t.Expiry, ExpiresIn: t.ExpiresIn}
+	if strings.EqualFold(c.TokenType, "bearer") {
+		c.TokenType = "Bearer" // one string for all tokens, not one each
+	}
+	return c
 }
 
 // TokenContext returns a token that is valid for use now. ctx bounds only
@@ -85,8 +93,8 @@ func NewTokenSource(ctx context.Context, c *oauth2.Config, t *oauth2.Token, opts
 // of a failure the endpoint reported.
 func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	st := s.state.Load()
-	now := s.opts.now()
-	if st.fresh(now) {
+	now := s.cfg.opts.now()
+	if st.fresh(now) && !s.cfg.closed.Load() {
 		return st.tok, nil
 	}
 	return s.slowPath(ctx, st, now)
@@ -112,8 +120,8 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 		return nil, err
 	}
 	copied := *tok
-	if expires, askAgain, _ := schedule(tok, s.opts.window); expires {
-		if now := s.opts.now(); now.After(askAgain) {
+	if expires, askAgain, _ := schedule(tok, s.cfg.opts.window); expires {
+		if now := s.cfg.opts.now(); now.After(askAgain) {
 			askAgain = now
 		}
 		if askAgain = askAgain.Add(11 * time.Second); askAgain.Before(copied.Expiry) {
@@ -127,6 +135,9 @@ func (s *TokenSource) Token() (*oauth2.Token, error) {
 }
 
 func (s *TokenSource) slowPath(ctx context.Context, st *state, now time.Time) (*oauth2.Token, error) {
+	if s.cfg.closed.Load() {
+		return nil, ErrShutdown
+	}
 	if !st.usable(now) {
 		return s.wait(ctx, st, now)
 	}
@@ -135,8 +146,8 @@ func (s *TokenSource) slowPath(ctx context.Context, st *state, now time.Time) (*
 	if st.refreshDue(now) || st.saveDue(now) {
 		s.kick()
 	}
-	if st.saveErr != nil {
-		return st.tok, st.saveErr
+	if st.tr.saveErr != nil {
+		return st.tok, st.tr.saveErr
 	}
 	return st.tok, nil
 }
@@ -161,16 +172,17 @@ func (s *TokenSource) Invalidate(t *oauth2.Token) {
 		if st.rejected || t == nil || !sameToken(st.tok, t) {
 			return
 		}
-		now := s.opts.now()
+		now := s.cfg.opts.now()
 		next := *st
 		next.rejected = true
-		next.rejections = 1
-		if st.rejections > 0 && now.Sub(st.arrived) < streakWindow {
-			next.rejections = st.rejections + 1
+		t := next.edit()
+		t.rejections = 1
+		if st.tr.rejections > 0 && now.Sub(st.tr.arrived) < streakWindow {
+			t.rejections = st.tr.rejections + 1
 		}
-		if next.rejections > 1 {
-			next.err = &refusedTokensError{n: next.rejections}
-			next.retryAt = now.Add(backoff(next.rejections - 1))
+		if t.rejections > 1 {
+			t.err = &refusedTokensError{n: t.rejections}
+			t.retryAt = now.Add(backoff(t.rejections - 1))
 		}
 		if s.state.CompareAndSwap(st, &next) {
 			return
@@ -183,10 +195,10 @@ func (s *TokenSource) Invalidate(t *oauth2.Token) {
 const streakWindow = time.Minute
 
 func (s *TokenSource) clientSecret() string {
-	if s.client == nil {
+	if s.cfg.client == nil {
 		return ""
 	}
-	return s.client.clientSecret
+	return s.cfg.client.clientSecret
 }
 
 func sameToken(a, b *oauth2.Token) bool {

@@ -23,6 +23,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,7 +65,7 @@ type Store struct {
 	sealer *sealer // nil: tokens stored as plain JSON
 }
 
-var _ dropboxsign.Store = (*Store)(nil)
+var _ dropboxsign.Lister = (*Store)(nil)
 
 // New returns a Store using client, which the caller owns and closes.
 func New(client redis.UniversalClient, opts Options) (*Store, error) {
@@ -101,25 +104,37 @@ func fingerprint(t *oauth2.Token) string {
 	return hex.EncodeToString(h[:])
 }
 
-// Load returns the token stored under key, or dropboxsign.ErrNotFound.
+// Load returns the token stored under key, dropboxsign.ErrNotFound, or a
+// *dropboxsign.RefusedError for a key marked refused.
 func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	rk := s.tokenKey(key)
-	blob, err := s.client.HGet(ctx, rk, "blob").Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, dropboxsign.ErrNotFound
-	}
+	fields, err := s.client.HMGet(ctx, rk, "blob", "refused").Result()
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: load %q: %w", key, err)
 	}
-	tok, err := s.decode(rk, blob)
+	if refused, ok := fields[1].(string); ok {
+		return nil, refusal(key, refused)
+	}
+	blob, ok := fields[0].(string)
+	if !ok {
+		return nil, dropboxsign.ErrNotFound
+	}
+	tok, err := s.decode(rk, []byte(blob))
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: load %q: %w", key, err)
 	}
 	return tok, nil
 }
 
+// refusal reads a refusal mark: milliseconds since the Unix epoch.
+func refusal(key, millis string) *dropboxsign.RefusedError {
+	ms, _ := strconv.ParseInt(millis, 10, 64)
+	return &dropboxsign.RefusedError{Key: key, Since: time.UnixMilli(ms)}
+}
+
 // saveScript stores a token if the stored fingerprint is the expected one
-// ("" expects nothing stored). It returns 1 if it wrote, 0 on a conflict.
+// ("" expects nothing stored, or a refusal mark, which it replaces). It
+// returns 1 if it wrote, 0 on a conflict.
 var saveScript = redis.NewScript(`
 local cur = redis.call('HGET', KEYS[1], 'fp')
 if ARGV[1] == '' then
@@ -127,9 +142,135 @@ if ARGV[1] == '' then
 elseif cur ~= ARGV[1] then
   return 0
 end
+redis.call('HDEL', KEYS[1], 'refused')
 redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'blob', ARGV[3])
 return 1
 `)
+
+// markScript replaces the stored token with a refusal mark, stamped with
+// Redis's clock, if the stored fingerprint is the refused token's. It
+// returns 1 if it marked, 0 on a conflict.
+var markScript = redis.NewScript(`
+if ARGV[1] == '' or redis.call('HGET', KEYS[1], 'fp') ~= ARGV[1] then
+  return 0
+end
+local t = redis.call('TIME')
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'refused', tostring(t[1] * 1000 + math.floor(t[2] / 1000)))
+return 1
+`)
+
+// MarkRefused replaces key's token with a refusal mark if it is still
+// refused (see dropboxsign.Store), atomically, in one script.
+func (s *Store) MarkRefused(ctx context.Context, key string, refused *oauth2.Token) error {
+	if refused == nil {
+		return dropboxsign.ErrConflict
+	}
+	n, err := markScript.Run(ctx, s.client, []string{s.tokenKey(key)}, fingerprint(refused)).Int()
+	if err != nil {
+		return fmt.Errorf("redisstore: mark %q refused: %w", key, err)
+	}
+	if n == 0 {
+		return dropboxsign.ErrConflict
+	}
+	return nil
+}
+
+// Keys yields every key that holds a token or a refusal mark, found with
+// SCAN (on every master of a cluster): it costs a pass over the keyspace.
+func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		s.scan(ctx, func(key, _ string) bool { return yield(key, nil) }, func(err error) { yield("", err) })
+	}
+}
+
+// Refused yields a *dropboxsign.RefusedError for each key marked refused,
+// found as Keys finds keys.
+func (s *Store) Refused(ctx context.Context) iter.Seq2[*dropboxsign.RefusedError, error] {
+	return func(yield func(*dropboxsign.RefusedError, error) bool) {
+		s.scan(ctx, func(key, refused string) bool {
+			return refused == "" || yield(refusal(key, refused), nil)
+		}, func(err error) { yield(nil, err) })
+	}
+}
+
+// scan calls each with every stored key and its refusal mark ("" if none)
+// until each returns false; an error goes to fail and ends it.
+func (s *Store) scan(ctx context.Context, each func(key, refused string) bool, fail func(error)) {
+	stop := errors.New("stop")
+	stopped := false // each said stop: never call it again
+	visit := func(ctx context.Context, c redis.UniversalClient) error {
+		if stopped {
+			return stop
+		}
+		iter := c.Scan(ctx, 0, escapeGlob(s.prefix)+"token:*", 1000).Iterator()
+		var batch []string
+		flush := func() error {
+			if len(batch) == 0 {
+				return nil
+			}
+			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for _, rk := range batch {
+					p.HGet(ctx, rk, "refused")
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return err
+			}
+			for i, cmd := range cmds {
+				refused, err := cmd.(*redis.StringCmd).Result()
+				if err != nil && !errors.Is(err, redis.Nil) {
+					return err
+				}
+				if !each(strings.TrimPrefix(batch[i], s.prefix+"token:"), refused) {
+					stopped = true
+					return stop
+				}
+			}
+			batch = batch[:0]
+			return nil
+		}
+		for iter.Next(ctx) {
+			if batch = append(batch, iter.Val()); len(batch) == 100 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return err
+		}
+		return flush()
+	}
+	var err error
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		// Each master in turn, so that each stops at once on a break.
+		var mu sync.Mutex
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return visit(ctx, c)
+		})
+	} else {
+		err = visit(ctx, s.client)
+	}
+	if err != nil && !errors.Is(err, stop) {
+		fail(fmt.Errorf("redisstore: listing keys: %w", err))
+	}
+}
+
+// escapeGlob escapes the characters SCAN's MATCH pattern treats specially.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
 
 // Save stores t under key if the stored token is still prev (see
 // dropboxsign.Store), atomically, in one script.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"text/tabwriter"
 	"time"
 )
@@ -21,10 +22,14 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	keys, err := store.Keys()
-	if err != nil {
-		return err
+	var keys []string
+	for key, err := range store.Keys(context.Background()) {
+		if err != nil {
+			return err
+		}
+		keys = append(keys, key)
 	}
+	slices.Sort(keys)
 	if len(keys) == 0 {
 		fmt.Fprintln(stderr, "no accounts stored: run 'dropboxsign-token login'")
 		return nil

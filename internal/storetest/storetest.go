@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +25,16 @@ func Run(t *testing.T, newStore func(t *testing.T) dropboxsign.Store) {
 	t.Run("ConcurrentSavesOneWinner", func(t *testing.T) { testConcurrentSaves(t, newStore(t)) })
 	t.Run("LockExcludes", func(t *testing.T) { testLock(t, newStore(t)) })
 	t.Run("KeysAreIndependent", func(t *testing.T) { testKeys(t, newStore(t)) })
+	t.Run("RefusalMark", func(t *testing.T) { testRefusal(t, newStore(t)) })
+	t.Run("RefusalRacesSave", func(t *testing.T) { testRefusalRace(t, newStore(t)) })
+	t.Run("Lister", func(t *testing.T) {
+		s := newStore(t)
+		l, ok := s.(dropboxsign.Lister)
+		if !ok {
+			t.Skipf("%T is not a Lister", s)
+		}
+		testLister(t, l)
+	})
 }
 
 func ctxFor(t *testing.T) context.Context {
@@ -156,6 +168,134 @@ func testKeys(t *testing.T, s dropboxsign.Store) {
 	}
 }
 
+// A refusal mark replaces exactly the refused token, reads as a
+// *RefusedError, counts as "nothing" for Save's prev, and a new login (Save
+// with prev nil) replaces it.
+func testRefusal(t *testing.T, s dropboxsign.Store) {
+	ctx := ctxFor(t)
+	if err := s.MarkRefused(ctx, "r", token(1)); !errors.Is(err, dropboxsign.ErrConflict) {
+		t.Fatalf("MarkRefused over nothing: %v, want ErrConflict", err)
+	}
+	if _, err := s.Load(ctx, "r"); !errors.Is(err, dropboxsign.ErrNotFound) {
+		t.Fatalf("after a refused mark over nothing: %v, want ErrNotFound", err)
+	}
+	if err := s.Save(ctx, "r", nil, token(1)); err != nil {
+		t.Fatal(err)
+	}
+	half := token(1)
+	half.RefreshToken = "rt-other"
+	for _, wrong := range []*oauth2.Token{token(0), half} {
+		if err := s.MarkRefused(ctx, "r", wrong); !errors.Is(err, dropboxsign.ErrConflict) {
+			t.Fatalf("MarkRefused of a token not stored: %v, want ErrConflict", err)
+		}
+	}
+	before := time.Now()
+	if err := s.MarkRefused(ctx, "r", token(1)); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	_, err := s.Load(ctx, "r")
+	var refusal *dropboxsign.RefusedError
+	if !errors.As(err, &refusal) || refusal.Key != "r" {
+		t.Fatalf("Load of a refused key: %v, want a *RefusedError for it", err)
+	}
+	if refusal.Since.Before(before.Add(-5*time.Second)) || refusal.Since.After(after.Add(5*time.Second)) {
+		t.Errorf("Since = %v, want about %v", refusal.Since, before)
+	}
+	if dropboxsign.Classify(err) != dropboxsign.Reauthorize {
+		t.Errorf("Classify = %v", dropboxsign.Classify(err))
+	}
+	if err := s.MarkRefused(ctx, "r", token(1)); !errors.Is(err, dropboxsign.ErrConflict) {
+		t.Fatalf("MarkRefused over a mark: %v, want ErrConflict", err)
+	}
+	if err := s.Save(ctx, "r", token(1), token(2)); !errors.Is(err, dropboxsign.ErrConflict) {
+		t.Fatalf("Save with the refused token as prev: %v, want ErrConflict", err)
+	}
+	if err := s.Save(ctx, "r", nil, token(3)); err != nil {
+		t.Fatalf("a new login over the mark: %v", err)
+	}
+	if got, err := s.Load(ctx, "r"); err != nil || !same(got, token(3)) {
+		t.Fatalf("after the new login: %+v, %v", got, err)
+	}
+}
+
+// A refusal and a save racing from the same stored token: exactly one wins.
+func testRefusalRace(t *testing.T, s dropboxsign.Store) {
+	ctx := ctxFor(t)
+	for round := range 20 {
+		key := fmt.Sprintf("rr-%d", round)
+		if err := s.Save(ctx, key, nil, token(0)); err != nil {
+			t.Fatal(err)
+		}
+		var markErr, saveErr error
+		var wg sync.WaitGroup
+		wg.Go(func() { markErr = s.MarkRefused(ctx, key, token(0)) })
+		wg.Go(func() { saveErr = s.Save(ctx, key, token(0), token(1)) })
+		wg.Wait()
+		got, loadErr := s.Load(ctx, key)
+		var refusal *dropboxsign.RefusedError
+		switch {
+		case markErr == nil && errors.Is(saveErr, dropboxsign.ErrConflict):
+			if !errors.As(loadErr, &refusal) {
+				t.Fatalf("the mark won, but Load gives %v, %v", got, loadErr)
+			}
+		case saveErr == nil && errors.Is(markErr, dropboxsign.ErrConflict):
+			if loadErr != nil || !same(got, token(1)) {
+				t.Fatalf("the save won, but Load gives %v, %v", got, loadErr)
+			}
+		default:
+			t.Fatalf("mark: %v, save: %v; want exactly one winner", markErr, saveErr)
+		}
+	}
+}
+
+func testLister(t *testing.T, l dropboxsign.Lister) {
+	ctx := ctxFor(t)
+	want := map[string]bool{} // key → refused
+	for i, k := range []string{"", "a", "b/c", "d:e", "ünï", "refused-1", "refused-2"} {
+		if err := l.Save(ctx, k, nil, token(i)); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = false
+		if strings.HasPrefix(k, "refused") {
+			if err := l.MarkRefused(ctx, k, token(i)); err != nil {
+				t.Fatal(err)
+			}
+			want[k] = true
+		}
+	}
+	got := map[string]bool{}
+	for k, err := range l.Keys(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, dup := got[k]; dup {
+			t.Errorf("Keys yielded %q twice", k)
+		}
+		got[k] = false
+	}
+	for r, err := range l.Refused(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, known := got[r.Key]; !known || got[r.Key] || r.Since.IsZero() {
+			t.Errorf("Refused yielded %+v: unknown, twice, or without a time", r)
+		}
+		got[r.Key] = true
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("listed %v, want %v (key → refused)", got, want)
+	}
+	n := 0
+	for range l.Keys(ctx) {
+		n++
+		break // stopping early must be fine
+	}
+	if n != 1 {
+		t.Errorf("an early break yielded %d keys", n)
+	}
+}
+
 // Counting wraps a Store and counts the round trips made through it.
 type Counting struct {
 	dropboxsign.Store
@@ -181,4 +321,10 @@ func (c *Counting) Save(ctx context.Context, key string, prev, t *oauth2.Token) 
 func (c *Counting) Lock(ctx context.Context, key string) (func(), error) {
 	c.n.Add(1)
 	return c.Store.Lock(ctx, key)
+}
+
+// MarkRefused counts, then marks.
+func (c *Counting) MarkRefused(ctx context.Context, key string, refused *oauth2.Token) error {
+	c.n.Add(1)
+	return c.Store.MarkRefused(ctx, key, refused)
 }

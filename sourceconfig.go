@@ -1,0 +1,87 @@
+package dropboxsign
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/oauth2"
+)
+
+// sourceConfig is what token sources share: one NewTokenSource's source has
+// one of its own; every source of an Accounts shares the Accounts' one. Only
+// its lifecycle fields change after construction.
+type sourceConfig struct {
+	client    *tokenClient
+	configErr error           // why client is nil
+	ctx       context.Context // supplies values (the HTTP client) only
+	opts      options
+
+	// Accounts.Shutdown: closed stops new work; busy counts the runs and
+	// logins under way, and idle is closed when the last one ends.
+	closed atomic.Bool
+	mu     sync.Mutex
+	busy   int
+	idle   chan struct{}
+}
+
+func newSourceConfig(ctx context.Context, c *oauth2.Config, opts []Option) *sourceConfig {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	cfg := &sourceConfig{ctx: context.WithoutCancel(ctx), opts: defaultOptions()}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&cfg.opts)
+		}
+	}
+	cfg.client, cfg.configErr = newTokenClient(c, cfg.opts.timeout, cfg.opts.now)
+	return cfg
+}
+
+// ErrShutdown is returned by every call of an [Accounts], and of its token
+// sources and clients, once [Accounts.Shutdown] has begun.
+var ErrShutdown = errors.New("dropboxsign: the Accounts has been shut down")
+
+// enter registers a piece of work (a run, a login) unless Shutdown has begun.
+func (cfg *sourceConfig) enter() bool {
+	cfg.mu.Lock()
+	defer cfg.mu.Unlock()
+	if cfg.closed.Load() {
+		return false
+	}
+	cfg.busy++
+	return true
+}
+
+func (cfg *sourceConfig) leave() {
+	cfg.mu.Lock()
+	defer cfg.mu.Unlock()
+	cfg.busy--
+	if cfg.busy == 0 && cfg.idle != nil {
+		close(cfg.idle)
+		cfg.idle = nil
+	}
+}
+
+// shutdown stops new work and waits, until ctx ends, for the work under way.
+func (cfg *sourceConfig) shutdown(ctx context.Context) error {
+	cfg.mu.Lock()
+	cfg.closed.Store(true)
+	if cfg.busy == 0 {
+		cfg.mu.Unlock()
+		return nil
+	}
+	if cfg.idle == nil {
+		cfg.idle = make(chan struct{})
+	}
+	idle := cfg.idle
+	cfg.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
