@@ -11,7 +11,8 @@ import (
 // refreshing in the background, unless [WithExpiryWindow] says otherwise.
 const DefaultExpiryWindow = 5 * time.Minute
 
-// An Option configures a [TokenSource] (and the client of [NewClient]).
+// An Option configures a [TokenSource] (and the client of [NewClient]), or
+// every account's source of an [Accounts].
 type Option func(*options)
 
 type options struct {
@@ -21,6 +22,8 @@ type options struct {
 	store     Store
 	storeKey  string
 
+	maxAccounts int // Accounts only
+
 	// Seams for tests (see export_test.go).
 	now      func() time.Time
 	afterRun func()
@@ -28,7 +31,7 @@ type options struct {
 }
 
 func defaultOptions() options {
-	return options{window: DefaultExpiryWindow, timeout: DefaultTimeout, now: time.Now}
+	return options{window: DefaultExpiryWindow, timeout: DefaultTimeout, now: time.Now, maxAccounts: DefaultMaxAccounts}
 }
 
 // WithOnRefresh registers fn to persist each new token. The source calls fn

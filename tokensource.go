@@ -92,8 +92,14 @@ func slim(t *oauth2.Token) *oauth2.Token {
 // comes back at once, wrapped; [errors.As] finds the [*oauth2.RetrieveError]
 // of a failure the endpoint reported.
 func (s *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
+	if s == nil || s.cfg == nil {
+		return nil, errZeroSource
+	}
 	st := s.state.Load()
 	now := s.cfg.opts.now()
+	if sec := now.Unix(); s.used.Load() != sec {
+		s.used.Store(sec) // for Accounts: which accounts were used last
+	}
 	if st.fresh(now) && !s.cfg.closed.Load() {
 		return st.tok, nil
 	}
@@ -167,6 +173,9 @@ func (s *TokenSource) slowPath(ctx context.Context, st *state, now time.Time) (*
 // Misconfigured. A refused token that had served for longer, or a refresh
 // for expiry, starts afresh.
 func (s *TokenSource) Invalidate(t *oauth2.Token) {
+	if s == nil || s.cfg == nil {
+		return
+	}
 	for {
 		st := s.state.Load()
 		if st.rejected || t == nil || !sameToken(st.tok, t) {
@@ -189,6 +198,8 @@ func (s *TokenSource) Invalidate(t *oauth2.Token) {
 		}
 	}
 }
+
+var errZeroSource = &configError{"dropboxsign: a nil or zero TokenSource: make one with NewTokenSource or Accounts.TokenSource"}
 
 // streakWindow is how soon after its arrival a replacement for a refused
 // token must be refused too for the refusals to count as one streak.

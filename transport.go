@@ -43,31 +43,53 @@ import (
 func NewClient(ctx context.Context, c *oauth2.Config, t *oauth2.Token, opts ...Option) *http.Client {
 	src := NewTokenSource(ctx, c, t, opts...)
 	hc := contextClient(ctx)
-	base := hc.Transport
-	if base == nil {
-		base = http.DefaultTransport
-	}
 	return &http.Client{
-		Transport:     &transport{source: src, base: base},
+		Transport:     &Transport{Source: src, Base: hc.Transport},
 		CheckRedirect: hc.CheckRedirect,
 		Jar:           hc.Jar,
 		Timeout:       hc.Timeout,
 	}
 }
 
-// transport adds a bearer token to each request.
-type transport struct {
-	source *TokenSource
-	base   http.RoundTripper
+// Transport is an [http.RoundTripper] that authorizes each request with a
+// token from Source, with everything the client of [NewClient] does: the
+// request's context bounds its wait for a refresh, a 401 marks the token
+// bad and replays the request once with a new one, and redirects carry the
+// token only where net/http would carry an Authorization header set by
+// hand. Use it with a [TokenSource] of your own, as [oauth2.Transport] is
+// used:
+//
+//	client := &http.Client{Transport: &dropboxsign.Transport{Source: src}}
+//
+// A Transport must not be modified while in use; it is safe for concurrent
+// use.
+type Transport struct {
+	Source *TokenSource
+	// Base sends the authorized requests; nil means http.DefaultTransport.
+	Base http.RoundTripper
 }
 
-func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+// RoundTrip authorizes req and sends it; see [Transport].
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return roundTrip(t.Base, t.Source, req)
+}
+
+func roundTrip(base http.RoundTripper, source *TokenSource, req *http.Request) (*http.Response, error) {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if source == nil {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, errors.New("dropboxsign: Transport has no Source")
+	}
 	if !mayCarryToken(req) {
 		// A redirect that left the first request's host: net/http drops an
 		// Authorization header set by hand there, so the token stays home.
-		return t.base.RoundTrip(req)
+		return base.RoundTrip(req)
 	}
-	tok, err := t.source.TokenContext(req.Context())
+	tok, err := source.TokenContext(req.Context())
 	var saveErr *SaveError
 	if errors.As(err, &saveErr) {
 		err = nil // a valid token that is not yet persisted serves as well
@@ -79,7 +101,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	resp, err := t.base.RoundTrip(authorize(req, tok))
+	resp, err := base.RoundTrip(authorize(req, tok))
 	if err != nil {
 		return resp, err
 	}
@@ -90,12 +112,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The API refused a token the source thought valid: revoked, or the
 	// clocks disagree. Mark that token (only that one) bad, and replay the
 	// request once with a new token if its body can be sent again.
-	t.source.Invalidate(tok)
+	source.Invalidate(tok)
 	replayable := req.Body == nil || req.Body == http.NoBody || req.GetBody != nil
 	if !replayable {
 		return resp, nil
 	}
-	fresh, _ := t.source.TokenContext(req.Context())
+	fresh, _ := source.TokenContext(req.Context())
 	if fresh == nil || fresh.AccessToken == tok.AccessToken {
 		return resp, nil // no better token: the caller gets the API's answer
 	}
@@ -107,9 +129,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	io.CopyN(io.Discard, resp.Body, 4<<10) // let the connection be reused
 	resp.Body.Close()
-	resp, err = t.base.RoundTrip(retry)
+	resp, err = base.RoundTrip(retry)
 	if err == nil && resp.StatusCode == http.StatusUnauthorized {
-		t.source.Invalidate(fresh) // refused fresh: the source backs off
+		source.Invalidate(fresh) // refused fresh: the source backs off
 	}
 	return resp, err
 }

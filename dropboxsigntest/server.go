@@ -336,6 +336,32 @@ func (s *Server) RevokeAccessTokens() {
 	s.mu.Unlock()
 }
 
+// Revoke ends the grant behind tok, as when its user disconnects the app in
+// their Dropbox Sign settings: every refresh token and access token of its
+// account is refused from then on (invalid_grant at the token route, 401 at
+// the API). A new authorization of the account works again.
+func (s *Server) Revoke(tok *oauth2.Token) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	account := s.refresh[tok.RefreshToken].account
+	if account == "" {
+		account = s.access[tok.AccessToken].account
+	}
+	if account == "" {
+		return
+	}
+	for rt, g := range s.refresh {
+		if g.account == account {
+			delete(s.refresh, rt)
+		}
+	}
+	for at, g := range s.access {
+		if g.account == account {
+			delete(s.access, at)
+		}
+	}
+}
+
 func (s *Server) newAccount() string {
 	s.nextAccount++
 	return fmt.Sprintf("account-%d", s.nextAccount)

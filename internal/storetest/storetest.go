@@ -299,32 +299,44 @@ func testLister(t *testing.T, l dropboxsign.Lister) {
 // Counting wraps a Store and counts the round trips made through it.
 type Counting struct {
 	dropboxsign.Store
-	n atomic.Int64
+	loads, saves, locks, marks atomic.Int64
 }
 
-// Calls returns how many Load, Save and Lock calls were made.
-func (c *Counting) Calls() int64 { return c.n.Load() }
+// Calls returns how many Load, Save, Lock and MarkRefused calls were made.
+func (c *Counting) Calls() int64 { return c.Loads() + c.Saves() + c.Locks() + c.Marks() }
+
+// Loads returns how many Load calls were made.
+func (c *Counting) Loads() int64 { return c.loads.Load() }
+
+// Saves returns how many Save calls were made.
+func (c *Counting) Saves() int64 { return c.saves.Load() }
+
+// Locks returns how many Lock calls were made.
+func (c *Counting) Locks() int64 { return c.locks.Load() }
+
+// Marks returns how many MarkRefused calls were made.
+func (c *Counting) Marks() int64 { return c.marks.Load() }
 
 // Load counts, then loads.
 func (c *Counting) Load(ctx context.Context, key string) (*oauth2.Token, error) {
-	c.n.Add(1)
+	c.loads.Add(1)
 	return c.Store.Load(ctx, key)
 }
 
 // Save counts, then saves.
 func (c *Counting) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
-	c.n.Add(1)
+	c.saves.Add(1)
 	return c.Store.Save(ctx, key, prev, t)
 }
 
 // Lock counts, then locks.
 func (c *Counting) Lock(ctx context.Context, key string) (func(), error) {
-	c.n.Add(1)
+	c.locks.Add(1)
 	return c.Store.Lock(ctx, key)
 }
 
 // MarkRefused counts, then marks.
 func (c *Counting) MarkRefused(ctx context.Context, key string, refused *oauth2.Token) error {
-	c.n.Add(1)
+	c.marks.Add(1)
 	return c.Store.MarkRefused(ctx, key, refused)
 }

@@ -1,0 +1,324 @@
+package dropboxsign
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"iter"
+	"net/http"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"weak"
+
+	"golang.org/x/oauth2"
+)
+
+// Accounts holds the tokens of many Dropbox Sign accounts, for a platform
+// app that acts for its users: one [TokenSource] per connected account,
+// made when the account is first used and loaded from the app's [Store],
+// which is shared by every replica. Create it with [NewAccounts] once, at
+// start-up, and keep it for the process's life; it is safe for concurrent
+// use by any number of goroutines.
+//
+// An account is a key of the app's choosing (its own user ID, say). After
+// the user's consent, [Accounts.Login] exchanges the code and stores the
+// token under the key; from then on [Accounts.Client] (or
+// [Accounts.TokenSource]) serves that account's requests on every replica,
+// refreshing it once per expiry for the whole fleet. When Dropbox Sign
+// refuses the account's grant for good, every call for it fails with a
+// [*RefusedError], and the account is listed by [Accounts.Refused] until
+// the user logs in again.
+//
+// Memory is bounded: at most [WithMaxAccounts] accounts are held (10,000 by
+// default, about 450 bytes each); beyond that the least recently used are
+// let go, and one that is used again costs a store read. No goroutine and no
+// timer is kept per account: work happens when callers come.
+type Accounts struct {
+	cfg    *sourceConfig
+	max    int
+	seed   maphash.Seed
+	shards [accountShards]accountShard
+	held   atomic.Int64 // accounts held, in all shards
+	evict  sync.Mutex   // one eviction at a time
+}
+
+const accountShards = 64
+
+// accountShard holds the sources of the keys that hash to it: held ones,
+// and ones let go that something may still reference (a client's request
+// in flight, a *TokenSource the app kept), so that an account never has two
+// sources in one process.
+type accountShard struct {
+	mu   sync.RWMutex
+	held map[string]*TokenSource
+	gone map[string]weak.Pointer[TokenSource]
+	_    [64]byte // keep shards' locks on cache lines of their own
+}
+
+// DefaultMaxAccounts is how many accounts an Accounts holds in memory at
+// once unless [WithMaxAccounts] says otherwise.
+const DefaultMaxAccounts = 10000
+
+// WithMaxAccounts sets how many accounts an [Accounts] holds in memory at
+// once (default [DefaultMaxAccounts]); the least recently used beyond that
+// are let go, and reloaded from the store when used again. An account in
+// the middle of a refresh or a save, or whose newest token is not yet
+// stored, is never let go. Token sources made by [NewTokenSource] ignore it.
+func WithMaxAccounts(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxAccounts = n
+		}
+	}
+}
+
+var errNoStore = &configError{"dropboxsign: NewAccounts needs a Store: it is where the app keeps its connected accounts"}
+
+// NewAccounts returns an Accounts that refreshes tokens with c's client
+// credentials at c.Endpoint.TokenURL and keeps them in store, under each
+// account's key. Every option applies to every account's source; store
+// replaces any [WithStore]. ctx supplies values only, as for
+// [NewTokenSource].
+//
+// A nil store, or a problem with c, is reported by the first call that
+// needs it, as an error for which [Classify] says Misconfigured.
+func NewAccounts(ctx context.Context, c *oauth2.Config, store Store, opts ...Option) *Accounts {
+	cfg := newSourceConfig(ctx, c, opts)
+	cfg.opts.store, cfg.opts.storeKey = store, ""
+	if store == nil {
+		cfg.configErr = errNoStore
+	}
+	a := &Accounts{cfg: cfg, max: cfg.opts.maxAccounts, seed: maphash.MakeSeed()}
+	for i := range a.shards {
+		a.shards[i].held = map[string]*TokenSource{}
+		a.shards[i].gone = map[string]weak.Pointer[TokenSource]{}
+	}
+	return a
+}
+
+// TokenSource returns the account's token source: the same one to every
+// caller for as long as anything holds it, made on first use without I/O
+// (its first call loads the stored token). Its calls fail with a
+// [*RefusedError] for an account whose grant is gone, and with an error
+// for which [Classify] says Reauthorize for one that has none stored.
+func (a *Accounts) TokenSource(account string) *TokenSource {
+	sh := &a.shards[maphash.String(a.seed, account)%accountShards]
+	sh.mu.RLock()
+	s := sh.held[account]
+	sh.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	return a.hold(sh, account)
+}
+
+// hold returns the account's source, held from now on: the one let go
+// earlier if something still references it, else a new one.
+func (a *Accounts) hold(sh *accountShard, account string) *TokenSource {
+	sh.mu.Lock()
+	s := sh.held[account]
+	if s != nil { // another caller was first
+		sh.mu.Unlock()
+		return s
+	}
+	if wp, ok := sh.gone[account]; ok {
+		s = wp.Value()
+		delete(sh.gone, account)
+	}
+	if s == nil {
+		s = a.cfg.newSource(account, nil)
+	}
+	s.used.Store(a.cfg.opts.now().Unix())
+	sh.held[account] = s
+	sh.mu.Unlock()
+	if a.held.Add(1) > int64(a.max) {
+		a.letGo()
+	}
+	return s
+}
+
+// letGo lets the least recently used accounts go, down to 15/16 of the
+// maximum, so that the cost of choosing them is spread over many new
+// accounts. It skips accounts with work under way or a token not yet
+// stored: letting them go could lose it.
+func (a *Accounts) letGo() {
+	if !a.evict.TryLock() {
+		return // another eviction is under way; it leaves room enough
+	}
+	defer a.evict.Unlock()
+	target := a.max - a.max/16
+	type candidate struct {
+		used  int64
+		key   string
+		shard *accountShard
+	}
+	var all []candidate
+	for i := range a.shards {
+		sh := &a.shards[i]
+		sh.mu.RLock()
+		for key, s := range sh.held {
+			if st := s.state.Load(); s.flying.Load() == nil && st.tr.saveErr == nil {
+				all = append(all, candidate{s.used.Load(), key, sh})
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	excess := int(a.held.Load()) - target
+	if excess <= 0 {
+		return
+	}
+	slices.SortFunc(all, func(x, y candidate) int { return int(x.used - y.used) })
+	for _, c := range all[:min(excess, len(all))] {
+		c.shard.mu.Lock()
+		if s := c.shard.held[c.key]; s != nil && s.flying.Load() == nil && s.state.Load().tr.saveErr == nil {
+			delete(c.shard.held, c.key)
+			c.shard.gone[c.key] = weak.Make(s)
+			a.held.Add(-1)
+			runtime.AddCleanup(s, forget, goneEntry{c.shard, c.key})
+		}
+		c.shard.mu.Unlock()
+	}
+}
+
+type goneEntry struct {
+	shard *accountShard
+	key   string
+}
+
+// forget removes a let-go source's entry once the source is collected
+// (unless the key has a live one again).
+func forget(g goneEntry) {
+	g.shard.mu.Lock()
+	if wp, ok := g.shard.gone[g.key]; ok && wp.Value() == nil {
+		delete(g.shard.gone, g.key)
+	}
+	g.shard.mu.Unlock()
+}
+
+// Client returns an HTTP client that authorizes each request with the
+// account's token, as the client of [NewClient] does: a request's context
+// bounds its wait for a refresh; a 401 marks the token bad and replays the
+// request once with a new one; redirects carry the token only where
+// net/http would carry an Authorization header. The client keeps working
+// however long it is kept, across the account being let go and reloaded;
+// it is cheap enough to make per request, too. Requests go out through the
+// Transport of the client in the NewAccounts context (the
+// [oauth2.HTTPClient] key), else [http.DefaultTransport].
+func (a *Accounts) Client(account string) *http.Client {
+	hc := contextClient(a.cfg.ctx)
+	return &http.Client{
+		Transport:     &accountTransport{accounts: a, account: account, base: hc.Transport},
+		CheckRedirect: hc.CheckRedirect,
+		Jar:           hc.Jar,
+		Timeout:       hc.Timeout,
+	}
+}
+
+// accountTransport finds the account's source for each request, so that a
+// client outlives the account's stay in memory.
+type accountTransport struct {
+	accounts *Accounts
+	account  string
+	base     http.RoundTripper
+}
+
+func (t *accountTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	return roundTrip(t.base, t.accounts.TokenSource(t.account), req)
+}
+
+// Login completes an authorization for account: it exchanges code and
+// state (see [Exchange]) and stores the token under account's key,
+// replacing whatever is stored there (a re-login, or a refused grant), so
+// that every replica's next call for the account uses it. It returns the
+// token, as Exchange does.
+//
+// If the exchange succeeds but the token cannot be stored, the error says
+// so (a [*SaveError], which wraps the store's error) and the token is
+// returned with it; the account's source in this process uses it, but
+// other replicas do not know it: try the store again, or the login.
+func (a *Accounts) Login(ctx context.Context, account, code, state string) (*oauth2.Token, error) {
+	if !a.cfg.enter() {
+		return nil, ErrShutdown
+	}
+	defer a.cfg.leave()
+	if a.cfg.configErr != nil {
+		return nil, a.cfg.configErr
+	}
+	tok, err := a.cfg.client.exchange(ctx, code, state)
+	if err != nil {
+		return nil, err
+	}
+	s := a.TokenSource(account)
+	if err := s.install(ctx, tok); err != nil {
+		return tok, err
+	}
+	return tok, nil
+}
+
+// Held returns how many accounts are held in memory now.
+func (a *Accounts) Held() int { return int(a.held.Load()) }
+
+// Shutdown stops new refreshes and logins, and waits until those under way
+// have ended and their tokens are stored, or until ctx ends (it then
+// returns ctx's error). Every call after it begins, of the Accounts and of
+// its sources and clients, fails with [ErrShutdown]. Call it once the
+// server has stopped taking requests, so that a deploy's SIGTERM never loses
+// a refresh token that Dropbox Sign has just rotated:
+//
+//	srv.Shutdown(ctx)      // http.Server: no new requests, wait for those in flight
+//	accounts.Shutdown(ctx) // then: no new refreshes, wait for those in flight
+func (a *Accounts) Shutdown(ctx context.Context) error {
+	return a.cfg.shutdown(ctx)
+}
+
+// Refused yields the accounts whose grant Dropbox Sign has refused, which
+// await a new authorization (see [Accounts.Login]), as recorded in the
+// store: the app's page of accounts to reconnect. It needs a store that is
+// a [Lister]; with another, it yields an error.
+func (a *Accounts) Refused(ctx context.Context) iter.Seq2[*RefusedError, error] {
+	if l, ok := a.cfg.opts.store.(Lister); ok {
+		return l.Refused(ctx)
+	}
+	return func(yield func(*RefusedError, error) bool) {
+		yield(nil, fmt.Errorf("dropboxsign: the store %T cannot list its accounts (it is not a Lister)", a.cfg.opts.store))
+	}
+}
+
+// install stores tok, from a new login, under the source's key, replacing
+// whatever the store holds, and makes it the source's token.
+func (s *TokenSource) install(ctx context.Context, tok *oauth2.Token) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.opts.timeout)
+	defer cancel()
+	kept := slim(tok)
+	var prev *oauth2.Token
+	var err error
+	for range maxInstallRounds {
+		if prev, _, err = s.load(ctx); err != nil {
+			break
+		}
+		if err = s.storeSave(ctx, prev, kept); !errors.Is(err, ErrConflict) {
+			break
+		}
+	}
+	next := newState(kept, s.cfg.opts.window)
+	next.stored = prev // if the save failed, what it must replace
+	if err == nil {
+		next.stored = kept
+	} else {
+		err = s.storeError("save", err, kept)
+		r := newRedactor(s.clientSecret(), kept.AccessToken, kept.RefreshToken)
+		t := next.edit()
+		t.saveErr = &SaveError{Err: err, text: "dropboxsign: new token not saved: " + r.textN(err.Error(), 4*maxTextRunes)}
+		t.saveFailures, t.saveRetryAt = 1, s.cfg.opts.now().Add(backoff(1))
+		err = t.saveErr
+	}
+	s.state.Store(next)
+	return err
+}
+
+// maxInstallRounds bounds how often a login tries again when the stored
+// token keeps changing under it (replicas refreshing the old grant).
+const maxInstallRounds = 8
