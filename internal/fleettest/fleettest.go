@@ -109,11 +109,12 @@ func work(spec childSpec, store dropboxsign.Store) result {
 	conf := &oauth2.Config{ClientID: spec.ClientID, ClientSecret: spec.Secret, Endpoint: oauth2.Endpoint{
 		TokenURL: spec.ServerURL + dropboxsigntest.TokenPath, AuthStyle: oauth2.AuthStyleInParams}}
 	ctx := context.Background()
+	accounts := dropboxsign.NewAccounts(ctx, conf, counting)
 	keys := make([]string, 0, len(spec.Accounts))
 	clients := map[string]*http.Client{}
 	for key := range spec.Accounts {
 		keys = append(keys, key)
-		clients[key] = dropboxsign.NewClient(ctx, conf, nil, dropboxsign.WithStore(counting, key))
+		clients[key] = accounts.Client(key)
 	}
 	var res result
 	var mu sync.Mutex
@@ -140,6 +141,14 @@ func work(spec childSpec, store dropboxsign.Store) result {
 		})
 	}
 	wg.Wait()
+	// As a replica does on SIGTERM: refreshes under way end, and their
+	// tokens are stored, before the process exits.
+	shutdown, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := accounts.Shutdown(shutdown); err != nil {
+		res.Failures++
+		res.FirstError = "shutdown: " + err.Error()
+	}
 	res.StoreCalls = counting.Calls()
 	return res
 }
