@@ -104,10 +104,12 @@ func ExampleWithOnRefresh() {
 	stale.AccessToken = "" // force a refresh
 	ts := dropboxsign.NewTokenSource(context.Background(), fake.Config(), stale, dropboxsign.WithOnRefresh(save))
 
-	tok, err := ts.Token()
+	// TokenContext reports a failed save (Token and the clients do not:
+	// the token serves requests while the save is retried).
+	tok, err := ts.TokenContext(context.Background())
 	var saveErr *dropboxsign.SaveError
 	if errors.As(err, &saveErr) {
-		fmt.Println("token kept but not saved:", saveErr.Err)
+		fmt.Println("token in use but not saved yet:", saveErr.Err)
 	} else if err != nil {
 		panic(err)
 	}
