@@ -49,8 +49,20 @@ import (
 //
 // FileStore is a [Lister].
 type FileStore struct {
-	dir  string      // the real directory, symlinks resolved
-	info os.FileInfo // its identity when opened
+	dir    string      // the real directory, symlinks resolved
+	info   os.FileInfo // its identity when opened
+	sealer *Sealer     // nil: tokens in plain JSON
+}
+
+// A FileStoreOption configures a [FileStore].
+type FileStoreOption func(*FileStore)
+
+// WithSealer makes the store seal tokens at rest with s (see [Sealer]):
+// then a file shows the token to nobody without the key, not to a backup,
+// an operator or another program of the same user. Files written before
+// stay readable and are sealed at their next save.
+func WithSealer(s *Sealer) FileStoreOption {
+	return func(f *FileStore) { f.sealer = s }
 }
 
 // maxFileSize bounds what a token file may hold: a token is a few KiB.
@@ -60,7 +72,7 @@ const maxFileSize = 1 << 20
 // directories are created with mode 0700; an existing one is left as it is,
 // and refused if it is unsafe (see [FileStore]), with an error that says
 // how to fix it. Symbolic links in dir are resolved here, once.
-func NewFileStore(dir string) (*FileStore, error) {
+func NewFileStore(dir string, opts ...FileStoreOption) (*FileStore, error) {
 	if dir == "" {
 		return nil, errors.New("dropboxsign: FileStore needs a directory")
 	}
@@ -80,6 +92,11 @@ func NewFileStore(dir string) (*FileStore, error) {
 		return nil, fmt.Errorf("dropboxsign: FileStore: %w", err)
 	}
 	f := &FileStore{dir: resolved, info: info}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(f)
+		}
+	}
 	if err := f.checkDir(info); err != nil {
 		if resolved != abs {
 			err = fmt.Errorf("%w (the real directory of %s)", err, abs)
@@ -131,7 +148,8 @@ func (f *FileStore) openDir() (*os.Root, error) {
 // fileRecord is what a token file holds: a token, or a refusal mark.
 type fileRecord struct {
 	Key       string        `json:"key"`
-	Token     *oauth2.Token `json:"token,omitempty"`
+	Token     *oauth2.Token `json:"token,omitempty"`  // in plain JSON
+	Sealed    []byte        `json:"sealed,omitempty"` // or sealed (see WithSealer)
 	RefusedAt *time.Time    `json:"refused_at,omitempty"` // the grant was refused: no token
 	SavedAt   time.Time     `json:"saved_at"`
 }
@@ -183,12 +201,17 @@ func (f *FileStore) readIn(root *os.Root, key string) (*fileRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	if (rec.Token == nil || rec.Token.AccessToken == "" && rec.Token.RefreshToken == "") && rec.RefusedAt == nil {
-		return nil, fmt.Errorf("dropboxsign: FileStore: %s is not a token file (corrupt or foreign): remove it or log in again", f.path(name))
-	}
 	if rec.Key != key {
 		return nil, fmt.Errorf("dropboxsign: FileStore: %s holds the token of another key, whose file is %s (copied or renamed?): move it back, or remove it and log in again for this key",
 			f.path(name), fileName(rec.Key))
+	}
+	if rec.Sealed != nil {
+		if rec.Token, err = f.sealer.Open(key, rec.Sealed); err != nil {
+			return nil, fmt.Errorf("dropboxsign: FileStore: %s: %v", f.path(name), err)
+		}
+	}
+	if (rec.Token == nil || rec.Token.AccessToken == "" && rec.Token.RefreshToken == "") && rec.RefusedAt == nil {
+		return nil, fmt.Errorf("dropboxsign: FileStore: %s is not a token file (corrupt or foreign): remove it or log in again", f.path(name))
 	}
 	return rec, nil
 }
@@ -313,6 +336,12 @@ func (f *FileStore) swap(ctx context.Context, key string, prev *oauth2.Token, ne
 		return ErrConflict
 	}
 	next.SavedAt = time.Now().UTC()
+	if next.Token != nil && f.sealer != nil {
+		if next.Sealed, err = f.sealer.Seal(key, next.Token); err != nil {
+			return err
+		}
+		next.Token = nil
+	}
 	b, err := json.MarshalIndent(next, "", "  ")
 	if err != nil {
 		return fmt.Errorf("dropboxsign: FileStore: %w", err)

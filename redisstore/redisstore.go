@@ -46,15 +46,11 @@ type Options struct {
 	// least 100 ms): how long other replicas wait when a holder dies.
 	// The holder renews it every LeaseTTL/3 while it refreshes.
 	LeaseTTL time.Duration
-	// EncryptionKeys, if any, seal stored tokens with AES-256-GCM: each
-	// key is 32 bytes; the first seals, every one of them opens. Tokens
-	// stored as plain JSON (before encryption was turned on) still load,
-	// and are sealed at their next save. To rotate across a fleet without
-	// a moment where some replica cannot open a token: deploy [old, new]
-	// everywhere (new can open), then [new, old] (new seals), and drop old
-	// once every token has been saved again (each refresh saves; an
-	// account nobody refreshes keeps its old seal, so keep old until then).
-	EncryptionKeys [][]byte
+	// Sealer, if set, seals stored tokens at rest (AES-256-GCM; see
+	// dropboxsign.Sealer, which also tells how to rotate keys across a
+	// running fleet). Tokens stored as plain JSON before encryption was
+	// turned on still load, and are sealed at their next save.
+	Sealer *dropboxsign.Sealer
 }
 
 // Store is a dropboxsign.Store in Redis. It is safe for concurrent use.
@@ -62,7 +58,7 @@ type Store struct {
 	client redis.UniversalClient
 	prefix string
 	ttl    time.Duration
-	sealer *sealer // nil: tokens stored as plain JSON
+	sealer *dropboxsign.Sealer // nil: tokens stored as plain JSON
 }
 
 var _ dropboxsign.Lister = (*Store)(nil)
@@ -82,12 +78,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	if s.ttl < 100*time.Millisecond {
 		return nil, fmt.Errorf("redisstore: LeaseTTL %v is below 100ms", s.ttl)
 	}
-	if len(opts.EncryptionKeys) > 0 {
-		var err error
-		if s.sealer, err = newSealer(opts.EncryptionKeys); err != nil {
-			return nil, err
-		}
-	}
+	s.sealer = opts.Sealer
 	return s, nil
 }
 
@@ -119,7 +110,7 @@ func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	if !ok {
 		return nil, dropboxsign.ErrNotFound
 	}
-	tok, err := s.decode(rk, []byte(blob))
+	tok, err := s.sealer.Open(key, []byte(blob))
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: load %q: %w", key, err)
 	}
@@ -279,7 +270,7 @@ func (s *Store) Save(ctx context.Context, key string, prev, t *oauth2.Token) err
 		return errors.New("redisstore: nil token")
 	}
 	rk := s.tokenKey(key)
-	blob, err := s.encode(rk, t)
+	blob, err := s.sealer.Seal(key, t)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,163 @@
+package dropboxsign
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// A Sealer turns tokens into what a store keeps, and back: JSON, sealed
+// with AES-256-GCM when it has keys. Every store of this repository uses
+// one (FileStore with [WithSealer], redisstore and pgstore with their
+// options), and so may yours.
+//
+// It holds one or more 32-byte keys: the first seals, every one opens, and
+// each sealed token names the key that sealed it (by a hash), so that keys
+// can be rotated across a running fleet: deploy [old, new] everywhere (all
+// can open what new will seal), then [new, old] (new seals), and drop old
+// once every token has been saved again (each refresh saves; a token
+// nobody refreshes keeps its old seal). A sealed token is bound to its
+// account key: copied under another account, it does not open. A token
+// stored in plain JSON (before encryption was turned on) still opens, and
+// is sealed at its next save.
+//
+// A nil *Sealer is valid: it writes plain JSON and refuses to open sealed
+// tokens. A Sealer is safe for concurrent use.
+type Sealer struct {
+	ids   [][]byte // the first 8 bytes of SHA-256 of each key
+	aeads []cipher.AEAD
+}
+
+// NewSealer returns a Sealer with keys, the first of which seals; each
+// must be 32 bytes (AES-256), from a secret manager or crypto/rand.
+func NewSealer(keys ...[]byte) (*Sealer, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("dropboxsign: NewSealer needs at least one key")
+	}
+	s := &Sealer{}
+	for i, k := range keys {
+		if len(k) != 32 {
+			return nil, fmt.Errorf("dropboxsign: encryption key %d has %d bytes, want 32 (AES-256)", i, len(k))
+		}
+		block, err := aes.NewCipher(k)
+		if err != nil {
+			return nil, fmt.Errorf("dropboxsign: encryption key %d: %w", i, err)
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(k)
+		s.ids = append(s.ids, sum[:8])
+		s.aeads = append(s.aeads, aead)
+	}
+	return s, nil
+}
+
+// sealedMagic starts a sealed token: then the key's id (8 bytes), the
+// nonce (12), and the ciphertext of the token's JSON, with the account key
+// as additional data.
+var sealedMagic = []byte("dbs1")
+
+// storedToken is a token's JSON as stores keep it: the fields that make
+// the whole token, expiry to the nanosecond.
+type storedToken struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type,omitempty"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	Expiry       string `json:"expiry,omitempty"`
+	ExpiresIn    int64  `json:"expires_in,omitempty"`
+}
+
+// Seal returns t as a store keeps it under account: sealed JSON, or plain
+// JSON from a nil Sealer.
+func (s *Sealer) Seal(account string, t *oauth2.Token) ([]byte, error) {
+	if t == nil {
+		return nil, errors.New("dropboxsign: Seal: nil token")
+	}
+	rec := storedToken{AccessToken: t.AccessToken, TokenType: t.TokenType, RefreshToken: t.RefreshToken, ExpiresIn: t.ExpiresIn}
+	if !t.Expiry.IsZero() {
+		rec.Expiry = t.Expiry.UTC().Format(time.RFC3339Nano)
+	}
+	plain, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("dropboxsign: encoding a token: %w", err)
+	}
+	if s == nil {
+		return plain, nil
+	}
+	aead := s.aeads[0]
+	nonce := make([]byte, aead.NonceSize())
+	rand.Read(nonce) // never fails (crypto/rand)
+	out := append(append(append([]byte{}, sealedMagic...), s.ids[0]...), nonce...)
+	return aead.Seal(out, nonce, plain, additionalData(account)), nil
+}
+
+// Open returns the token in blob, which Seal made for account (or which
+// holds a token in plain JSON). The error says what is wrong, never what
+// the blob holds.
+func (s *Sealer) Open(account string, blob []byte) (*oauth2.Token, error) {
+	plain := blob
+	if bytes.HasPrefix(blob, sealedMagic) {
+		if s == nil {
+			return nil, errors.New("the stored token is encrypted and no encryption keys are configured")
+		}
+		var err error
+		if plain, err = s.open(account, blob[len(sealedMagic):]); err != nil {
+			return nil, err
+		}
+	}
+	var rec storedToken
+	if err := json.Unmarshal(plain, &rec); err != nil || rec.AccessToken == "" && rec.RefreshToken == "" {
+		return nil, errors.New("the stored value is not a token (corrupt or foreign)")
+	}
+	t := &oauth2.Token{AccessToken: rec.AccessToken, TokenType: rec.TokenType, RefreshToken: rec.RefreshToken, ExpiresIn: rec.ExpiresIn}
+	if rec.Expiry != "" {
+		if err := t.Expiry.UnmarshalText([]byte(rec.Expiry)); err != nil {
+			return nil, errors.New("the stored token has an unreadable expiry")
+		}
+	}
+	return t, nil
+}
+
+// Sealed reports whether blob is a sealed token, and whether it is sealed
+// with s's first key (false: it should be sealed again at its next save).
+func (s *Sealer) Sealed(blob []byte) (sealed, current bool) {
+	sealed = bytes.HasPrefix(blob, sealedMagic)
+	return sealed, sealed && s != nil && len(blob) >= len(sealedMagic)+8 && bytes.Equal(blob[len(sealedMagic):len(sealedMagic)+8], s.ids[0])
+}
+
+func (s *Sealer) open(account string, rest []byte) ([]byte, error) {
+	if len(rest) < 8 {
+		return nil, errors.New("the stored token is sealed but truncated")
+	}
+	id, rest := rest[:8], rest[8:]
+	for i, known := range s.ids {
+		if !bytes.Equal(id, known) {
+			continue
+		}
+		aead := s.aeads[i]
+		if len(rest) < aead.NonceSize()+aead.Overhead() {
+			return nil, errors.New("the stored token is sealed but truncated")
+		}
+		plain, err := aead.Open(nil, rest[:aead.NonceSize()], rest[aead.NonceSize():], additionalData(account))
+		if err != nil {
+			return nil, errors.New("the stored token does not open: tampered with, or stored under another account")
+		}
+		return plain, nil
+	}
+	return nil, errors.New("the stored token was sealed with an encryption key that is not configured (rotated out too early?)")
+}
+
+// additionalData binds a sealed token to its account.
+func additionalData(account string) []byte {
+	return append([]byte("dropboxsign token\x00"), account...)
+}
