@@ -148,8 +148,8 @@ func (f *FileStore) openDir() (*os.Root, error) {
 // fileRecord is what a token file holds: a token, or a refusal mark.
 type fileRecord struct {
 	Key       string        `json:"key"`
-	Token     *oauth2.Token `json:"token,omitempty"`  // in plain JSON
-	Sealed    []byte        `json:"sealed,omitempty"` // or sealed (see WithSealer)
+	Token     *oauth2.Token `json:"token,omitempty"`      // in plain JSON
+	Sealed    []byte        `json:"sealed,omitempty"`     // or sealed (see WithSealer)
 	RefusedAt *time.Time    `json:"refused_at,omitempty"` // the grant was refused: no token
 	SavedAt   time.Time     `json:"saved_at"`
 }
