@@ -198,46 +198,103 @@ type Report struct {
 }
 
 // Run seeds store with one token per account at a fresh fake server, runs
-// the fleet against it, and reports. The children make their own store
-// with the NewStore given to Main, from cfg.StoreEnv.
+// one phase of the fleet against it (cfg's replicas, duration, callers and
+// kill), and reports, with the accounts still valid after. The children
+// make their own store with the NewStore given to Main, from cfg.StoreEnv.
 func Run(t *testing.T, cfg Config, store dropboxsign.Store) Report {
 	t.Helper()
-	srv := dropboxsigntest.NewServer()
-	defer srv.Close()
-	srv.SetLifetime(cfg.Lifetime)
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+time.Minute)
-	defer cancel()
+	f := New(t, cfg, store)
+	rep := f.Phase(Phase{Replicas: cfg.Replicas, Duration: cfg.Duration, Callers: cfg.Callers, KillAfter: cfg.KillAfter})
+	rep.ValidAccounts = f.Valid()
+	return rep
+}
 
-	accounts := map[string]string{}
-	var seed0 string
+// Fleet is one fake Dropbox Sign and one store, seeded with accounts, that
+// phases of worker processes run against in turn: a rolling deploy, a store
+// that restarts mid-run.
+type Fleet struct {
+	t        *testing.T
+	cfg      Config
+	Server   *dropboxsigntest.Server
+	store    dropboxsign.Store
+	accounts map[string]string // key → the account id the API must answer with
+	seed0    string            // account 0's first refresh token
+}
+
+// Phase is one run of worker processes against a Fleet.
+type Phase struct {
+	Replicas int
+	Duration time.Duration
+	Callers  int // concurrent callers per worker
+	// KillAfter: see Config.
+	KillAfter time.Duration
+	// Env, if set, adds to replica i's environment (after Config.StoreEnv):
+	// each replica may be configured differently, as during a rolling
+	// deploy.
+	Env func(i int) []string
+	// During, if set, runs in a goroutine once the workers have started
+	// (a fault to inject mid-run); the phase waits for it to return.
+	During func(ctx context.Context)
+}
+
+// New starts a fake Dropbox Sign (closed when the test ends) and seeds store
+// with one token per account.
+func New(t *testing.T, cfg Config, store dropboxsign.Store) *Fleet {
+	t.Helper()
+	srv := dropboxsigntest.NewServer()
+	t.Cleanup(srv.Close)
+	srv.SetLifetime(cfg.Lifetime)
+	f := &Fleet{t: t, cfg: cfg, Server: srv, store: store, accounts: map[string]string{}}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	for i := range cfg.Accounts {
 		tok := srv.IssueToken()
 		if i == 0 {
-			seed0 = tok.RefreshToken
+			f.seed0 = tok.RefreshToken
 		}
 		if err := store.Save(ctx, Key(i), nil, tok); err != nil {
 			t.Fatalf("seeding the store: %v", err)
 		}
-		accounts[Key(i)] = fmt.Sprintf("account-%d", i+1) // the fake numbers accounts from 1
+		f.accounts[Key(i)] = fmt.Sprintf("account-%d", i+1) // the fake numbers accounts from 1
 	}
+	return f
+}
+
+// Phase runs p and reports what it did; counts of the server are those of
+// this phase.
+func (f *Fleet) Phase(p Phase) Report {
+	t, srv := f.t, f.Server
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), p.Duration+time.Minute)
+	defer cancel()
 	spec := childSpec{ServerURL: srv.URL, ClientID: srv.ClientID, Secret: srv.ClientSecret,
-		Accounts: accounts, Duration: cfg.Duration, Callers: cfg.Callers}
+		Accounts: f.accounts, Duration: p.Duration, Callers: max(p.Callers, 1)}
+	before := srv.Stats()
+	requestsBefore := len(srv.TokenRequests())
 
 	var rep Report
-	if cfg.KillAfter > 0 {
-		locker := start(t, ctx, cfg, spec, "locker")
+	if p.KillAfter > 0 {
+		locker := start(t, ctx, f.cfg.StoreEnv, spec, "locker")
 		line, err := bufio.NewReader(locker.stdout).ReadString('\n')
 		if err != nil || line != "LOCKED\n" {
 			t.Fatalf("locker: %q, %v", line, err)
 		}
 		defer locker.cmd.Wait()
-		defer time.AfterFunc(cfg.KillAfter, func() { locker.cmd.Process.Signal(syscall.SIGKILL) }).Stop()
+		defer time.AfterFunc(p.KillAfter, func() { locker.cmd.Process.Signal(syscall.SIGKILL) }).Stop()
 		rep.Killed = true
 	}
 	started := time.Now()
-	workers := make([]*child, cfg.Replicas)
+	workers := make([]*child, p.Replicas)
 	for i := range workers {
-		workers[i] = start(t, ctx, cfg, spec, "worker")
+		env := f.cfg.StoreEnv
+		if p.Env != nil {
+			env = append(append([]string{}, env...), p.Env(i)...)
+		}
+		workers[i] = start(t, ctx, env, spec, "worker")
+	}
+	var during sync.WaitGroup
+	if p.During != nil {
+		during.Go(func() { p.During(ctx) })
 	}
 	for i, w := range workers {
 		out, _ := io.ReadAll(w.stdout)
@@ -256,30 +313,53 @@ func Run(t *testing.T, cfg Config, store dropboxsign.Store) Report {
 		}
 		rep.StoreCallsPerCall += float64(res.StoreCalls)
 	}
+	during.Wait()
 	rep.StoreCallsPerCall /= float64(max(rep.Calls, 1))
-	rep.Server = srv.Stats()
-	for _, req := range srv.TokenRequests() {
-		if strings.Contains(string(req.Body), seed0) {
+	after := srv.Stats()
+	rep.Server = dropboxsigntest.Stats{
+		TokenRequests:      after.TokenRequests - before.TokenRequests,
+		Refreshes:          after.Refreshes - before.Refreshes,
+		Faults:             after.Faults - before.Faults,
+		StaleRefreshTokens: after.StaleRefreshTokens - before.StaleRefreshTokens,
+		APICalls:           after.APICalls - before.APICalls,
+		APIRejected:        after.APIRejected - before.APIRejected,
+	}
+	for _, req := range srv.TokenRequests()[requestsBefore:] {
+		if strings.Contains(string(req.Body), f.seed0) {
 			rep.Account0Refreshed = req.Time.Sub(started)
 			break
 		}
 	}
+	rep.Expiries = p.Duration.Seconds() / f.cfg.Lifetime.Seconds()
+	rep.RefreshesPerToken = float64(rep.Server.Refreshes) / float64(f.cfg.Accounts) / rep.Expiries
+	return rep
+}
+
+// Valid counts the accounts whose stored refresh token still works: the
+// newest one was stored, none was lost. It spends them: call it last.
+func (f *Fleet) Valid() int { return f.ValidWith(f.store) }
+
+// ValidWith is Valid, reading the tokens through store (one that can open
+// them after a change of keys, say).
+func (f *Fleet) ValidWith(store dropboxsign.Store) int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv := f.Server
 	conf := &oauth2.Config{ClientID: srv.ClientID, ClientSecret: srv.ClientSecret, Endpoint: oauth2.Endpoint{TokenURL: srv.URL + dropboxsigntest.TokenPath}}
-	for i := range cfg.Accounts {
+	valid := 0
+	for i := range f.cfg.Accounts {
 		stored, err := store.Load(ctx, Key(i))
 		if err != nil {
-			t.Errorf("%s: %v", Key(i), err)
+			f.t.Errorf("%s: %v", Key(i), err)
 			continue
 		}
 		if _, err := dropboxsign.Refresh(ctx, conf, stored.RefreshToken); err != nil {
-			t.Errorf("%s: the stored refresh token no longer works: %v", Key(i), err)
+			f.t.Errorf("%s: the stored refresh token no longer works: %v", Key(i), err)
 			continue
 		}
-		rep.ValidAccounts++
+		valid++
 	}
-	rep.Expiries = cfg.Duration.Seconds() / cfg.Lifetime.Seconds()
-	rep.RefreshesPerToken = float64(rep.Server.Refreshes) / float64(cfg.Accounts) / rep.Expiries
-	return rep
+	return valid
 }
 
 type child struct {
@@ -288,12 +368,12 @@ type child struct {
 	stderr *lockedBuffer
 }
 
-func start(t *testing.T, ctx context.Context, cfg Config, spec childSpec, role string) *child {
+func start(t *testing.T, ctx context.Context, env []string, spec childSpec, role string) *child {
 	t.Helper()
 	spec.Role = role
 	raw, _ := json.Marshal(spec)
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(), specVar+"="+string(raw)), cfg.StoreEnv...)
+	cmd.Env = append(append(os.Environ(), specVar+"="+string(raw)), env...)
 	c := &child{cmd: cmd, stderr: &lockedBuffer{}}
 	cmd.Stderr = c.stderr
 	var err error
