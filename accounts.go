@@ -247,19 +247,54 @@ func (a *Accounts) Login(ctx context.Context, account, code, state string) (*oau
 	if a.cfg.configErr != nil {
 		return nil, a.cfg.configErr
 	}
-	tok, err := a.cfg.client.exchange(ctx, code, state)
+	s := a.TokenSource(account)
+	reqCtx := a.cfg.requestStarted(ctx, "exchange", account)
+	started := a.cfg.opts.now()
+	tok, err := a.cfg.client.exchange(reqCtx, code, state)
+	s.emit(reqCtx, requestEvent("exchange", a.cfg.opts.now().Sub(started), tok, err))
 	if err != nil {
 		return nil, err
 	}
-	s := a.TokenSource(account)
 	if err := s.install(ctx, tok); err != nil {
+		s.emit(ctx, Event{Kind: EventSaveFailed, Err: err, Expiry: tok.Expiry, Failures: 1})
 		return tok, err
 	}
+	s.emit(ctx, Event{Kind: EventLogin, Expiry: tok.Expiry})
 	return tok, nil
 }
 
-// Held returns how many accounts are held in memory now.
-func (a *Accounts) Held() int { return int(a.held.Load()) }
+// AccountsStats is what an [Accounts] holds, as of one moment.
+type AccountsStats struct {
+	Held int // accounts held in memory
+	// Refused counts the held accounts whose grant this process knows to
+	// be refused: they await a new authorization. Accounts.Refused lists
+	// every one the store holds.
+	Refused int
+	// DroppedEvents counts the events observers did not get because they
+	// had fallen more than 4096 behind.
+	DroppedEvents int64
+}
+
+// Stats returns what a holds now. It visits every held account: call it
+// for metrics, every few seconds, not per request.
+func (a *Accounts) Stats() AccountsStats {
+	st := AccountsStats{Held: int(a.held.Load())}
+	if a.cfg.events != nil {
+		st.DroppedEvents = a.cfg.events.dropped.Load()
+	}
+	for i := range a.shards {
+		sh := &a.shards[i]
+		sh.mu.RLock()
+		for _, s := range sh.held {
+			var refused *RefusedError
+			if errors.As(s.state.Load().tr.err, &refused) {
+				st.Refused++
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	return st
+}
 
 // Shutdown stops new refreshes and logins, and waits until those under way
 // have ended and their tokens are stored, or until ctx ends (it then

@@ -95,7 +95,7 @@ func TestAccountsHoldAtMostTheMaximumAndReloadWhatTheyLetGo(t *testing.T) {
 		if _, err := a.TokenSource(fmt.Sprint("acct-", i)).TokenContext(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if h := a.Held(); h > max {
+		if h := a.Stats().Held; h > max {
 			t.Fatalf("%d accounts held after %d used; want at most %d", h, i+1, max)
 		}
 	}
@@ -401,8 +401,8 @@ func TestIdleAccountsKeepNoGoroutine(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > base+2 {
 		t.Errorf("%d goroutines for 200 idle accounts, %d before", n, base)
 	}
-	if a.Held() != 200 {
-		t.Errorf("held %d", a.Held())
+	if a.Stats().Held != 200 {
+		t.Errorf("held %d", a.Stats().Held)
 	}
 }
 

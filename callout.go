@@ -94,8 +94,19 @@ func (s *TokenSource) storeMarkRefused(ctx context.Context, refused *oauth2.Toke
 }
 
 func (s *TokenSource) callOnRefresh(ctx context.Context, tok *oauth2.Token) error {
+	ctx = context.WithValue(ctx, accountKey{}, s.key)
 	_, err := callOut(ctx, "the WithOnRefresh function", func() (struct{}, error) {
 		return struct{}{}, s.cfg.opts.onRefresh(ctx, tok)
 	}, nil)
 	return err
+}
+
+type accountKey struct{}
+
+// AccountFromContext returns the account (the store key) whose token a
+// [WithOnRefresh] function is given, from the context it is given: with
+// [Accounts], one function serves every account.
+func AccountFromContext(ctx context.Context) string {
+	key, _ := ctx.Value(accountKey{}).(string)
+	return key
 }

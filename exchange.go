@@ -71,6 +71,7 @@ type tokenClient struct {
 	refreshURL   string
 	timeout      time.Duration
 	now          func() time.Time
+	http         *http.Client // nil: the one in each call's context (oauth2.HTTPClient)
 }
 
 func newTokenClient(c *oauth2.Config, timeout time.Duration, now func() time.Time) (*tokenClient, error) {
@@ -171,7 +172,7 @@ func (tc *tokenClient) post(ctx context.Context, op, target string, body any, wa
 	req.Header.Set("Accept", "application/json")
 
 	sent := tc.now()
-	resp, err := tokenHTTPClient(ctx).Do(req)
+	resp, err := tc.httpClient(ctx).Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("dropboxsign: %s: %w", op, r.requestError(err, http.MethodPost, target))
 	}
@@ -179,11 +180,16 @@ func (tc *tokenClient) post(ctx context.Context, op, target string, body any, wa
 	return decodeResponse(op, resp, sent, wantState, r)
 }
 
-// tokenHTTPClient returns the context's HTTP client, as x/oauth2 does, but
-// with redirects turned off: a token endpoint has no reason to redirect, and
-// following one would re-send the secrets in the body to another URL.
-func tokenHTTPClient(ctx context.Context) *http.Client {
-	hc := *contextClient(ctx)
+// httpClient returns the HTTP client for token requests: the source's, else
+// the context's, as x/oauth2 does; with redirects turned off: a token
+// endpoint has no reason to redirect, and following one would re-send the
+// secrets in the body to another URL.
+func (tc *tokenClient) httpClient(ctx context.Context) *http.Client {
+	base := tc.http
+	if base == nil {
+		base = contextClient(ctx)
+	}
+	hc := *base
 	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &hc
 }

@@ -25,8 +25,9 @@ import (
 
 // A flight is one run.
 type flight struct {
-	done chan struct{} // closed once the run has published its outcome
-	st   *state        // the outcome; written before done is closed
+	done chan struct{}   // closed once the run has published its outcome
+	st   *state          // the outcome; written before done is closed
+	ctx  context.Context // values only: of the caller that started it, for tracing
 }
 
 // maxJoins bounds how many runs one caller waits for when each outcome is
@@ -37,7 +38,7 @@ const maxJoins = 3
 // (started is then true): the run serves every caller, so no caller's
 // context may end it. Once an Accounts' Shutdown has begun it starts none
 // and returns nil.
-func (s *TokenSource) launch() (f *flight, started bool) {
+func (s *TokenSource) launch(ctx context.Context) (f *flight, started bool) {
 	for {
 		if f := s.flying.Load(); f != nil {
 			return f, false
@@ -45,7 +46,7 @@ func (s *TokenSource) launch() (f *flight, started bool) {
 		if !s.cfg.enter() {
 			return nil, false
 		}
-		f := &flight{done: make(chan struct{})}
+		f := &flight{done: make(chan struct{}), ctx: context.WithoutCancel(ctx)}
 		if s.flying.CompareAndSwap(nil, f) {
 			go s.fly(f)
 			return f, true
@@ -56,7 +57,7 @@ func (s *TokenSource) launch() (f *flight, started bool) {
 
 func (s *TokenSource) fly(f *flight) {
 	defer s.cfg.leave()
-	f.st = s.run()
+	f.st = s.run(f.ctx)
 	// Forget the run before waking its waiters: from now on a caller starts
 	// a new run rather than join this one and get its outcome again.
 	s.flying.Store(nil)
@@ -73,7 +74,7 @@ func (s *TokenSource) kick() {
 	if s.flying.Load() != nil {
 		return
 	}
-	if _, started := s.launch(); started && s.cfg.opts.kicked != nil {
+	if _, started := s.launch(s.cfg.ctx); started && s.cfg.opts.kicked != nil {
 		s.cfg.opts.kicked()
 	}
 }
@@ -92,7 +93,7 @@ func (s *TokenSource) wait(ctx context.Context, st *state, now time.Time) (*oaut
 		if ctx.Err() != nil {
 			return nil, context.Cause(ctx)
 		}
-		f, _ := s.launch()
+		f, _ := s.launch(ctx)
 		if f == nil {
 			return nil, ErrShutdown
 		}

@@ -23,6 +23,7 @@ type options struct {
 	storeKey  string
 
 	maxAccounts int // Accounts only
+	observers   []Observer
 
 	// Seams for tests (see export_test.go).
 	now      func() time.Time

@@ -3,6 +3,7 @@ package dropboxsign
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -17,19 +18,30 @@ import (
 // follows. It re-reads the state, because another run may have just done the
 // work, and re-checks after a save retry, because the token may have become
 // due for a refresh meanwhile (a caller may be waiting for one).
-func (s *TokenSource) run() *state {
+func (s *TokenSource) run(ctx context.Context) *state {
 	st := s.state.Load()
 	now := s.cfg.opts.now()
 	if st.saveDue(now) && !st.refreshDue(now) {
 		next := *st
-		s.save(&next, st.tr.saveFailures, now)
+		s.save(ctx, &next, st.tr.saveFailures, now)
 		st = s.publish(&next)
 		now = s.cfg.opts.now()
 	}
 	if st.refreshDue(now) {
-		st = s.publish(s.refresh(st, now))
+		prev := st
+		st = s.publish(s.refresh(ctx, st, now))
+		s.reportRefusal(ctx, prev, st)
 	}
 	return st
+}
+
+// reportRefusal emits EventRefused when a run has just learnt that the
+// account's grant is gone: once per refusal, not at every re-read.
+func (s *TokenSource) reportRefusal(ctx context.Context, prev, next *state) {
+	var was, is *RefusedError
+	if errors.As(next.tr.err, &is) && !errors.As(prev.tr.err, &was) {
+		s.emit(ctx, Event{Kind: EventRefused, Err: next.tr.err, Failures: next.tr.failures, RetryAt: next.tr.retryAt})
+	}
 }
 
 // publish makes next the current state. If the state moved on since next's
@@ -56,30 +68,35 @@ var errUnusableOnArrival = errors.New("dropboxsign: refresh: the new token was a
 
 // refresh obtains the next token, from the token endpoint or, with a store,
 // possibly from another process, and returns the state that follows.
-func (s *TokenSource) refresh(st *state, now time.Time) *state {
+func (s *TokenSource) refresh(ctx context.Context, st *state, now time.Time) *state {
 	if s.cfg.opts.store != nil {
-		return s.refreshShared(st, now)
+		return s.refreshShared(ctx, st, now)
 	}
 	if st.tok == nil && st.tr.refusedRT != "" {
 		return st.refused(st.tr.err, st.tr.refusedRT, now, false)
 	}
-	return s.refreshFrom(st, st.tok, nil, now)
+	return s.refreshFrom(ctx, st, st.tok, nil, now)
 }
 
 // refreshShared refreshes under the store's lock: another process may have
 // refreshed already, and the stored refresh token is the one to present.
-func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
-	ctx, cancel := context.WithTimeout(s.cfg.ctx, s.cfg.opts.timeout)
+func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.Time) *state {
+	ctx, cancel := context.WithTimeout(runCtx, s.cfg.opts.timeout)
 	defer cancel()
+	failed := func(op string, err error, toks ...*oauth2.Token) *state {
+		next := st.failed(s.storeError(op, err, toks...), now, true)
+		s.emit(runCtx, Event{Kind: EventStoreFailed, Op: op, Err: next.tr.err, RetryAt: next.tr.retryAt, Failures: next.tr.failures})
+		return next
+	}
 	// A process that refreshed moments ago spares us the lock.
 	stored, refusal, err := s.load(ctx)
 	if err != nil {
-		return st.failed(s.storeError("load", err, st.tok), now, true)
+		return failed("load", err, st.tok)
 	}
 	if refusal != nil && !st.holdsNewer(nil) {
 		return st.refused(refusal, st.tr.refusedRT, now, true)
 	}
-	if next := s.adopt(st, stored, now); next != nil {
+	if next := s.adopt(runCtx, st, stored, now); next != nil {
 		return next
 	}
 	// A stored token that is due but still serves callers better than ours
@@ -89,13 +106,13 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 	st = s.holdUsable(st, stored, now)
 	unlock, err := s.storeLock(ctx)
 	if err != nil {
-		return st.failed(s.storeError("lock", err, st.tok, stored), now, true)
+		return failed("lock", err, st.tok, stored)
 	}
 	defer unlock()
 	if stored, refusal, err = s.load(ctx); err != nil {
-		return st.failed(s.storeError("load", err, st.tok, stored), now, true)
+		return failed("load", err, st.tok, stored)
 	}
-	if next := s.adopt(st, stored, now); next != nil {
+	if next := s.adopt(runCtx, st, stored, now); next != nil {
 		return next
 	}
 	switch {
@@ -112,10 +129,10 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 		if base == nil {
 			base = st.tok // nothing stored any more (the store lost its data): ours seeds it
 		}
-		return s.refreshFrom(st, base, stored, now)
+		return s.refreshFrom(runCtx, st, base, stored, now)
 	}
 	if err := s.storeSave(ctx, stored, st.tok); err != nil {
-		return st.failed(s.storeError("save", err, st.tok, stored), now, true)
+		return failed("save", err, st.tok, stored)
 	}
 	saved := *st
 	saved.stored, saved.seed = st.tok, false
@@ -124,7 +141,7 @@ func (s *TokenSource) refreshShared(st *state, now time.Time) *state {
 	if !saved.needsRefresh(now) {
 		return &saved
 	}
-	return s.refreshFrom(&saved, st.tok, st.tok, now)
+	return s.refreshFrom(runCtx, &saved, st.tok, st.tok, now)
 }
 
 // load reads the store: its token (nil if it holds none), or the refusal
@@ -145,7 +162,7 @@ func (s *TokenSource) load(ctx context.Context) (*oauth2.Token, *RefusedError, e
 
 // adopt returns the state for a stored token that another process wrote and
 // that needs no refresh yet, or nil.
-func (s *TokenSource) adopt(st *state, stored *oauth2.Token, now time.Time) *state {
+func (s *TokenSource) adopt(ctx context.Context, st *state, stored *oauth2.Token, now time.Time) *state {
 	if stored == nil || (st.rejected && sameToken(stored, st.tok)) || st.holdsNewer(stored) {
 		return nil
 	}
@@ -154,6 +171,7 @@ func (s *TokenSource) adopt(st *state, stored *oauth2.Token, now time.Time) *sta
 		return nil
 	}
 	next.stored = stored
+	s.emit(ctx, Event{Kind: EventAdopted, Expiry: stored.Expiry})
 	return next
 }
 
@@ -176,10 +194,12 @@ func (s *TokenSource) holdUsable(st *state, stored *oauth2.Token, now time.Time)
 // refreshFrom makes one token request with base's refresh token and returns
 // the state that follows. With a store, prev is what the store held when
 // read under the lock (nil: nothing), and the new token replaces exactly that.
-func (s *TokenSource) refreshFrom(st *state, base, prev *oauth2.Token, now time.Time) *state {
+func (s *TokenSource) refreshFrom(runCtx context.Context, st *state, base, prev *oauth2.Token, now time.Time) *state {
 	shared := s.cfg.opts.store != nil
 	var tok *oauth2.Token
 	var err error
+	var event *Event
+	reqCtx := runCtx
 	switch {
 	case s.cfg.configErr != nil:
 		err = s.cfg.configErr
@@ -187,17 +207,24 @@ func (s *TokenSource) refreshFrom(st *state, base, prev *oauth2.Token, now time.
 		err = errNoToken
 	case base.RefreshToken != "" && base.RefreshToken == st.tr.refusedRT:
 		// Refused before: presenting it again would only be refused again.
-		return s.confirmRefusal(st, st.tr.err, base, prev, now)
+		return s.confirmRefusal(runCtx, st, st.tr.err, base, prev, now)
 	default:
-		ctx, cancel := context.WithTimeout(s.cfg.ctx, s.cfg.opts.timeout)
+		reqCtx = s.cfg.requestStarted(runCtx, "refresh", s.key)
+		ctx, cancel := context.WithTimeout(reqCtx, s.cfg.opts.timeout)
+		started := s.cfg.opts.now()
 		tok, err = s.cfg.client.refresh(ctx, base.RefreshToken, base.AccessToken, st.tokenOrEmpty().AccessToken)
 		cancel()
+		e := requestEvent("refresh", s.cfg.opts.now().Sub(started), tok, err)
+		event = &e
 	}
 	if err != nil {
 		if shared && base != nil && Classify(err) == Reauthorize {
-			return s.confirmRefusal(st, err, base, prev, now)
+			next := s.confirmRefusal(runCtx, st, err, base, prev, now)
+			s.report(reqCtx, event, next)
+			return next
 		}
 		next := st.failed(err, now, shared)
+		defer s.report(reqCtx, event, next)
 		var re *responseError
 		if errors.As(err, &re) && re.refreshToken != "" && base != nil && re.refreshToken != base.RefreshToken {
 			// A broken response that still carried a new refresh token: the
@@ -205,19 +232,20 @@ func (s *TokenSource) refreshFrom(st *state, base, prev *oauth2.Token, now time.
 			kept := slim(base)
 			kept.RefreshToken = re.refreshToken
 			next.tok, next.stored = kept, prev
-			s.save(next, st.tr.saveFailures, now)
+			s.save(runCtx, next, st.tr.saveFailures, now)
 		}
 		return next
 	}
 	next := newState(slim(tok), s.cfg.opts.window)
 	next.stored = prev
+	defer s.report(reqCtx, event, next)
 	if st.rejected {
 		// A streak of refused tokens goes on while replacements are
 		// refused at once (see Invalidate).
 		t := next.edit()
 		t.rejections, t.arrived = st.tr.rejections, s.cfg.opts.now()
 	}
-	s.save(next, st.tr.saveFailures, now)
+	s.save(runCtx, next, st.tr.saveFailures, now)
 	if later := s.cfg.opts.now(); !next.usable(later) {
 		// Keep it (its refresh token is the newest) but do not refresh
 		// again at once: that would spend a refresh token per round trip.
@@ -238,7 +266,7 @@ func (s *TokenSource) refreshFrom(st *state, base, prev *oauth2.Token, now time.
 // refusal is reported as temporary while the store is read again, where the
 // replica that is up to date will put its token. Either way the refused
 // refresh token is never presented again.
-func (s *TokenSource) confirmRefusal(st *state, cause error, base, prev *oauth2.Token, now time.Time) *state {
+func (s *TokenSource) confirmRefusal(runCtx context.Context, st *state, cause error, base, prev *oauth2.Token, now time.Time) *state {
 	refusal := &RefusedError{Key: s.key, Since: now, Err: cause}
 	if prev == nil && st.stored != nil {
 		next := st.refused(&lostRefusalError{cause}, base.RefreshToken, now, true)
@@ -247,7 +275,7 @@ func (s *TokenSource) confirmRefusal(st *state, cause error, base, prev *oauth2.
 	if prev == nil || !sameToken(prev, base) || prev.RefreshToken != base.RefreshToken {
 		return st.refused(refusal, base.RefreshToken, now, true)
 	}
-	ctx, cancel := context.WithTimeout(s.cfg.ctx, s.cfg.opts.timeout)
+	ctx, cancel := context.WithTimeout(runCtx, s.cfg.opts.timeout)
 	defer cancel()
 	err := s.storeMarkRefused(ctx, prev)
 	if errors.Is(err, ErrConflict) {
@@ -260,7 +288,7 @@ func (s *TokenSource) confirmRefusal(st *state, cause error, base, prev *oauth2.
 		case marked != nil:
 			return st.refused(marked, base.RefreshToken, now, true)
 		case stored != nil:
-			if next := s.adopt(st, stored, now); next != nil {
+			if next := s.adopt(runCtx, st, stored, now); next != nil {
 				return next
 			}
 			next := st.failed(cause, now, true)
@@ -275,4 +303,36 @@ func (s *TokenSource) confirmRefusal(st *state, cause error, base, prev *oauth2.
 	// themselves, and this one marks it at its next attempt (it finds the
 	// refused token still stored, and does not present it again).
 	return st.refused(refusal, base.RefreshToken, now, true)
+}
+
+// requestEvent describes a token request that took d and brought tok, or
+// failed with err.
+func requestEvent(op string, d time.Duration, tok *oauth2.Token, err error) Event {
+	e := Event{Kind: EventTokenRequest, Op: op, Duration: d, Err: err, RateLimit: RateLimit{Limit: -1, Remaining: -1}}
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil {
+		e.Status, e.ErrorName = re.Response.StatusCode, re.ErrorCode
+		if rl, ok := ParseRateLimit(re.Response.Header); ok {
+			e.RateLimit = rl
+		}
+	}
+	if tok != nil {
+		e.Status, e.Expiry = http.StatusOK, tok.Expiry
+		if rl, ok := TokenRateLimit(tok); ok {
+			e.RateLimit = rl
+		}
+	}
+	return e
+}
+
+// report emits a token request's event, if one was made, with the source's
+// decision: what the state that follows says.
+func (s *TokenSource) report(ctx context.Context, e *Event, next *state) {
+	if e == nil {
+		return
+	}
+	if e.Err != nil {
+		e.RetryAt, e.Failures = next.tr.retryAt, next.tr.failures
+	}
+	s.emit(ctx, *e)
 }

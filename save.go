@@ -17,24 +17,29 @@ import (
 // a token of its own meanwhile (say, a new login), both are valid, the store
 // keeps theirs, and this source keeps using its own until its next refresh
 // re-reads the store: not a failure.
-func (s *TokenSource) save(next *state, failures int, now time.Time) {
+func (s *TokenSource) save(runCtx context.Context, next *state, failures int, now time.Time) {
 	if next.tr.saveErr != nil {
 		t := next.edit()
 		t.saveErr, t.saveFailures, t.saveRetryAt = nil, 0, time.Time{}
 	}
-	ctx, cancel := context.WithTimeout(s.cfg.ctx, s.cfg.opts.timeout)
+	ctx, cancel := context.WithTimeout(runCtx, s.cfg.opts.timeout)
 	defer cancel()
 	err := s.saveToStore(ctx, next)
 	if err == nil && s.cfg.opts.onRefresh != nil {
 		err = s.callOnRefresh(ctx, next.tok)
 	}
-	if err != nil {
-		r := newRedactor(s.clientSecret(), next.tok.AccessToken, next.tok.RefreshToken)
-		t := next.edit()
-		t.saveErr = &SaveError{Err: err, text: "dropboxsign: new token not saved: " + r.textN(err.Error(), 4*maxTextRunes)}
-		t.saveFailures = failures + 1
-		t.saveRetryAt = now.Add(backoff(t.saveFailures))
+	if err == nil {
+		if failures > 0 {
+			s.emit(runCtx, Event{Kind: EventSaved, Expiry: next.tok.Expiry})
+		}
+		return
 	}
+	r := newRedactor(s.clientSecret(), next.tok.AccessToken, next.tok.RefreshToken)
+	t := next.edit()
+	t.saveErr = &SaveError{Err: err, text: "dropboxsign: new token not saved: " + r.textN(err.Error(), 4*maxTextRunes)}
+	t.saveFailures = failures + 1
+	t.saveRetryAt = now.Add(backoff(t.saveFailures))
+	s.emit(runCtx, Event{Kind: EventSaveFailed, Err: t.saveErr, RetryAt: t.saveRetryAt, Failures: t.saveFailures, Expiry: next.tok.Expiry})
 }
 
 func (s *TokenSource) saveToStore(ctx context.Context, next *state) error {

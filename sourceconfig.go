@@ -15,8 +15,9 @@ import (
 type sourceConfig struct {
 	client    *tokenClient
 	configErr error           // why client is nil
-	ctx       context.Context // supplies values (the HTTP client) only
+	ctx       context.Context // supplies values only
 	opts      options
+	events    *eventQueue // nil without observers
 
 	// Accounts.Shutdown: closed stops new work; busy counts the runs and
 	// logins under way, and idle is closed when the last one ends.
@@ -37,6 +38,12 @@ func newSourceConfig(ctx context.Context, c *oauth2.Config, opts []Option) *sour
 		}
 	}
 	cfg.client, cfg.configErr = newTokenClient(c, cfg.opts.timeout, cfg.opts.now)
+	if cfg.client != nil {
+		cfg.client.http = contextClient(cfg.ctx) // resolved once: runs use their callers' contexts
+	}
+	if len(cfg.opts.observers) > 0 {
+		cfg.events = &eventQueue{observers: cfg.opts.observers}
+	}
 	return cfg
 }
 

@@ -194,6 +194,11 @@ func (s *TokenSource) Invalidate(t *oauth2.Token) {
 			t.retryAt = now.Add(backoff(t.rejections - 1))
 		}
 		if s.state.CompareAndSwap(st, &next) {
+			e := Event{Kind: EventInvalidated, Failures: t.rejections}
+			if t.rejections > 1 {
+				e.Err, e.RetryAt = t.err, t.retryAt
+			}
+			s.emit(s.cfg.ctx, e)
 			return
 		}
 	}

@@ -1,0 +1,115 @@
+package dropboxsign
+
+import (
+	"context"
+	"log/slog"
+	"time"
+)
+
+// WithLogger makes the source (or every source of an Accounts) log what it
+// does to l: one record per event (see [Event]), with the account's key,
+// and attributes named for machines (event, op, class, status, error_name,
+// duration, retry_in, failures, rate_limit_remaining, …). No record holds a
+// secret: error texts are redacted, and tokens are never logged.
+//
+// The levels are meant for production at Info: a successful refresh, a
+// login and a save that succeeds after failures are Info, one line each; a
+// token adopted from another replica is Debug; failures a retry may fix (a
+// network error, a 5xx, a rate limit, a store outage) and a 401 are Warn,
+// as is an account whose user must authorize the app again; a failure no
+// retry fixes (bad client credentials, a refresh storm the API keeps
+// refusing) and a token that cannot be saved are Error. A nil l logs
+// nothing. Records are written after the fact, from one goroutine per
+// source configuration: a slow handler never delays a refresh.
+func WithLogger(l *slog.Logger) Option {
+	if l == nil {
+		return nil
+	}
+	return WithObserver(logObserver{l})
+}
+
+type logObserver struct{ l *slog.Logger }
+
+func (logObserver) RequestStarted(ctx context.Context, _, _ string) context.Context { return ctx }
+
+func (o logObserver) Observe(ctx context.Context, e Event) {
+	level, msg := logLine(e)
+	if !o.l.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 12)
+	attrs = append(attrs, slog.String("event", e.Kind.String()))
+	if e.Account != "" {
+		attrs = append(attrs, slog.String("account", e.Account))
+	}
+	if e.Op != "" {
+		attrs = append(attrs, slog.String("op", e.Op))
+	}
+	if e.Kind == EventTokenRequest {
+		attrs = append(attrs, slog.Duration("duration", e.Duration))
+		if e.Status != 0 {
+			attrs = append(attrs, slog.Int("status", e.Status))
+		}
+		if e.RateLimit.Remaining >= 0 {
+			attrs = append(attrs, slog.Int("rate_limit_remaining", e.RateLimit.Remaining))
+		}
+		if e.RateLimit.Limit >= 0 {
+			attrs = append(attrs, slog.Int("rate_limit_limit", e.RateLimit.Limit))
+		}
+		if !e.RateLimit.Reset.IsZero() {
+			attrs = append(attrs, slog.Time("rate_limit_reset", e.RateLimit.Reset))
+		}
+	}
+	if e.Err != nil {
+		attrs = append(attrs, slog.String("class", e.Class.String()), slog.String("error", e.Err.Error()))
+		if e.ErrorName != "" {
+			attrs = append(attrs, slog.String("error_name", e.ErrorName))
+		}
+		if e.Failures > 0 {
+			attrs = append(attrs, slog.Int("failures", e.Failures))
+		}
+		if !e.RetryAt.IsZero() {
+			attrs = append(attrs, slog.Duration("retry_in", e.RetryAt.Sub(e.Time).Round(time.Millisecond)))
+		}
+	}
+	if !e.Expiry.IsZero() {
+		attrs = append(attrs, slog.Time("expires", e.Expiry))
+	}
+	o.l.LogAttrs(ctx, level, msg, attrs...)
+}
+
+// logLine chooses the level and the message of an event's record.
+func logLine(e Event) (slog.Level, string) {
+	failure := slog.LevelWarn
+	if e.Class == Misconfigured {
+		failure = slog.LevelError
+	}
+	switch e.Kind {
+	case EventTokenRequest:
+		if e.Err == nil {
+			if e.Op == "exchange" {
+				return slog.LevelInfo, "dropboxsign: code exchanged"
+			}
+			return slog.LevelInfo, "dropboxsign: token refreshed"
+		}
+		return failure, "dropboxsign: token " + e.Op + " failed"
+	case EventAdopted:
+		return slog.LevelDebug, "dropboxsign: token adopted from the store"
+	case EventStoreFailed:
+		return failure, "dropboxsign: store call failed; the token in memory keeps serving"
+	case EventSaveFailed:
+		return slog.LevelError, "dropboxsign: new token not saved; in use unsaved, save retried"
+	case EventSaved:
+		return slog.LevelInfo, "dropboxsign: token saved after failed saves"
+	case EventInvalidated:
+		if e.Err != nil {
+			return slog.LevelError, "dropboxsign: the API keeps refusing fresh tokens (401); backing off"
+		}
+		return slog.LevelWarn, "dropboxsign: the API refused a token (401); refreshing"
+	case EventRefused:
+		return slog.LevelWarn, "dropboxsign: account must be authorized again: its grant was refused"
+	case EventLogin:
+		return slog.LevelInfo, "dropboxsign: account connected"
+	}
+	return slog.LevelInfo, "dropboxsign: " + e.Kind.String()
+}
