@@ -251,7 +251,7 @@ func (a *Accounts) Login(ctx context.Context, account, code, state string) (*oau
 	reqCtx := a.cfg.requestStarted(ctx, "exchange", account)
 	started := a.cfg.opts.now()
 	tok, err := a.cfg.client.exchange(reqCtx, code, state)
-	s.emit(reqCtx, requestEvent("exchange", a.cfg.opts.now().Sub(started), tok, err))
+	s.emit(reqCtx, requestEvent("exchange", started, a.cfg.opts.now(), tok, err))
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dropboxsign-go/dropboxsign"
 	"github.com/dropboxsign-go/dropboxsign/dropboxsigntest"
+	"golang.org/x/oauth2"
 )
 
 // recorder is an Observer and a slog.Handler that keeps everything it is
@@ -195,6 +196,25 @@ func TestEventsOfARefresh(t *testing.T) {
 		t.Errorf("RequestStarted calls: %q", rec.started)
 	}
 	rec.noSecrets(t, srv.Secrets())
+}
+
+// A token request's event is dated when the request ended, not when it was
+// emitted after the save: a span ended at its Time covers the request only.
+func TestTokenRequestEventIsDatedAtTheRequestsEnd(t *testing.T) {
+	srv := newServer(t)
+	clk, rec := newClock(), newRecorder()
+	slowSave := dropboxsign.WithOnRefresh(func(context.Context, *oauth2.Token) error {
+		clk.Advance(time.Minute) // the save takes a minute
+		return nil
+	})
+	ended := clk.Now() // the clock stands still during the request
+	ts := dropboxsign.NewTokenSource(testContext(t), srv.Config(), expired(srv.IssueToken()), append(rec.options(), dropboxsign.WithClock(clk.Now), slowSave)...)
+	if _, err := ts.TokenContext(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if e := rec.waitFor(t, dropboxsign.EventTokenRequest, 1)[0]; !e.Time.Equal(ended) || e.Duration != 0 {
+		t.Errorf("event at %v after %v, want %v (the request's end) after 0", e.Time, e.Duration, ended)
+	}
 }
 
 // A 503 in a background refresh, then success: a Warn line with the class,

@@ -214,7 +214,7 @@ func (s *TokenSource) refreshFrom(runCtx context.Context, st *state, base, prev 
 		started := s.cfg.opts.now()
 		tok, err = s.cfg.client.refresh(ctx, base.RefreshToken, base.AccessToken, st.tokenOrEmpty().AccessToken)
 		cancel()
-		e := requestEvent("refresh", s.cfg.opts.now().Sub(started), tok, err)
+		e := requestEvent("refresh", started, s.cfg.opts.now(), tok, err)
 		event = &e
 	}
 	if err != nil {
@@ -305,10 +305,12 @@ func (s *TokenSource) confirmRefusal(runCtx context.Context, st *state, cause er
 	return st.refused(refusal, base.RefreshToken, now, true)
 }
 
-// requestEvent describes a token request that took d and brought tok, or
-// failed with err.
-func requestEvent(op string, d time.Duration, tok *oauth2.Token, err error) Event {
-	e := Event{Kind: EventTokenRequest, Op: op, Duration: d, Err: err, RateLimit: RateLimit{Limit: -1, Remaining: -1}}
+// requestEvent describes a token request that ran from started to ended and
+// brought tok, or failed with err. Its Time is when the request ended, not
+// when the event is emitted: that comes after the save or the refusal mark
+// that follows, and a tracing span ends at Time.
+func requestEvent(op string, started, ended time.Time, tok *oauth2.Token, err error) Event {
+	e := Event{Kind: EventTokenRequest, Op: op, Time: ended, Duration: ended.Sub(started), Err: err, RateLimit: RateLimit{Limit: -1, Remaining: -1}}
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil {
 		e.Status, e.ErrorName = re.Response.StatusCode, re.ErrorCode
