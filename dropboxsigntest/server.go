@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -121,8 +122,22 @@ type TokenRequest struct {
 // maxRecorded bounds the request log, so that long soak tests stay small.
 const maxRecorded = 10000
 
-// NewServer starts a fake Dropbox Sign on a loopback port.
+// NewServer starts a fake Dropbox Sign on a free loopback port.
 func NewServer() *Server {
+	return start(nil)
+}
+
+// NewServerOn starts a fake Dropbox Sign serving on ln, for a fake at an
+// address of the caller's choosing (a fixed port, say, that a command line
+// tool announces); [Server.Close] closes ln. Its URL is http:// and ln's
+// address. Keep ln on a loopback address: the fake hands out its client
+// secret and tokens to anyone who asks.
+func NewServerOn(ln net.Listener) *Server {
+	return start(ln)
+}
+
+// start starts a fake on ln, or on a free loopback port if ln is nil.
+func start(ln net.Listener) *Server {
 	s := &Server{
 		ClientID:     "test-client-" + randomHex(6),
 		ClientSecret: "test-secret-" + randomHex(12),
@@ -138,7 +153,14 @@ func NewServer() *Server {
 	mux.HandleFunc(TokenPath, s.handleToken)
 	mux.HandleFunc(CallbackPath, handleCallback)
 	mux.HandleFunc("/v3/", s.handleAPI)
-	s.srv = httptest.NewServer(mux)
+	if ln == nil {
+		s.srv = httptest.NewServer(mux)
+	} else {
+		s.srv = httptest.NewUnstartedServer(mux)
+		s.srv.Listener.Close() // the one it opened itself
+		s.srv.Listener = ln
+		s.srv.Start()
+	}
 	s.URL = s.srv.URL
 	return s
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -242,5 +243,27 @@ func TestStandardOAuthRefreshOnlyWhenAsked(t *testing.T) {
 	got, err := conf.TokenSource(context.Background(), tok).Token()
 	if err != nil || got.AccessToken == tok.AccessToken {
 		t.Fatalf("x/oauth2 refresh in standard mode: %v, %v", got, err)
+	}
+}
+
+// NewServerOn serves on the caller's listener, at its address, and Close
+// closes it.
+func TestNewServerOnServesOnTheGivenListener(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := dropboxsigntest.NewServerOn(ln)
+	if srv.URL != "http://"+ln.Addr().String() {
+		t.Errorf("URL %q, want http://%s", srv.URL, ln.Addr())
+	}
+	status, answer := post(t, srv, "?refresh", refreshBody(srv, srv.IssueToken().RefreshToken))
+	if status != 200 || answer["access_token"] == nil {
+		t.Errorf("refresh on the given listener: %d %v", status, answer)
+	}
+	srv.Close()
+	if conn, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		conn.Close()
+		t.Error("the listener still accepts connections after Close")
 	}
 }

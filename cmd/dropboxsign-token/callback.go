@@ -109,19 +109,21 @@ func serveCallback(ctx context.Context, ln net.Listener, path, state string, log
 	}
 }
 
-// listenLoopback listens on addr, which must be a loopback address: the
-// callback carries a code that must not be exposed to the network.
-func listenLoopback(addr string) (net.Listener, error) {
+// listenLoopback listens on addr, given by flag, which must be a loopback
+// address: what it serves (a callback's code, a fake's secrets) must not be
+// exposed to the network. what says what it is for, and hint what to do
+// when the address is taken, in errors.
+func listenLoopback(flag, addr, what, hint string) (net.Listener, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, usagef("-listen %q: %v", addr, err)
+		return nil, usagef("%s %q: %v", flag, addr, err)
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		return nil, usagef("-listen %q: the callback listener must be on a loopback address (127.0.0.1, ::1, localhost)", addr)
+	if !isLoopbackHost(host) {
+		return nil, usagef("%s %q: %s must be on a loopback address (127.0.0.1, ::1, localhost)", flag, addr, what)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("cannot listen on %s for the callback: %w (another login running? pick another -listen, and set the API app's callback URL to match)", addr, err)
+		return nil, fmt.Errorf("cannot listen on %s for %s: %w (%s)", addr, what, err, hint)
 	}
 	return ln, nil
 }

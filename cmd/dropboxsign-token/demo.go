@@ -25,7 +25,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 12*time.Second, "how long to make API calls")
 	lifetime := fs.Duration("lifetime", 4*time.Second, "access token lifetime (whole seconds, at least 2s)")
 	workers := fs.Int("workers", 16, "concurrent API callers")
-	if err := parse(fs, args); err != nil {
+	if err := fs.parse(args); err != nil {
 		return err
 	}
 	if *lifetime < 2*time.Second || *duration <= 0 || *workers < 1 {
@@ -55,7 +55,7 @@ func (d *demo) run() error {
 
 	// 1–3. Authorize: URL, consent (an HTTP GET stands in for the browser),
 	// redirect to our loopback callback, state checked, code exchanged.
-	ln, err := listenLoopback("127.0.0.1:0")
+	ln, err := listenLoopback("-listen", "127.0.0.1:0", "the callback", "")
 	if err != nil {
 		return err
 	}

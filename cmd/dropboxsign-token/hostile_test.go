@@ -45,6 +45,7 @@ func reflectingEndpoint(t *testing.T) string {
 
 // print passes on no secret, whatever the endpoint sends back.
 func TestPrintShowsNoSecretFromAHostileEndpoint(t *testing.T) {
+	t.Parallel()
 	const secret, refreshToken = "client-secret-0d9c8b7a", "rt-hostile-6f5e4d3c"
 	endpoint := reflectingEndpoint(t)
 	dir := t.TempDir() + "/tokens"

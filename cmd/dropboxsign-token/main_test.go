@@ -65,9 +65,13 @@ func (c *cli) dir() string {
 
 func (c *cli) command(args ...string) *exec.Cmd {
 	cmd := exec.Command(binary, args...)
-	cmd.Env = c.env
+	cmd.Env = append(c.env, noRaceExitSleep)
 	return cmd
 }
+
+// noRaceExitSleep spares each run of the -race binary the second the race
+// detector otherwise sleeps at a successful exit.
+const noRaceExitSleep = "GORACE=atexit_sleep_ms=0"
 
 // run runs a command to its end and returns stdout, stderr and exit code.
 func (c *cli) run(args ...string) (string, string, int) {
@@ -75,7 +79,13 @@ func (c *cli) run(args ...string) (string, string, int) {
 	var stdout, stderr bytes.Buffer
 	cmd := c.command(args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	// A command that should have ended but serves on is killed, and fails.
+	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	timer.Stop()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -158,71 +168,6 @@ func (l *login) wait() (string, int) {
 	return l.said.String(), l.cmd.ProcessState.ExitCode()
 }
 
-func TestLoginThenPrintAfterExpiry(t *testing.T) {
-	srv := dropboxsigntest.NewServer()
-	defer srv.Close()
-	c := newCLI(t, srv)
-	listen := freeAddr(t)
-	srv.SetCallbackURL("http://" + listen + "/callback")
-
-	l := c.startLogin(listen, "-account", "alice")
-	if !strings.HasPrefix(l.authURL, srv.URL+"/oauth/authorize?") || !strings.Contains(l.authURL, "state=") {
-		t.Fatalf("authorize URL %q", l.authURL)
-	}
-	// The browser: consent, then the redirect to the CLI's callback.
-	resp, err := http.Get(l.authURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), "Authorized") {
-		t.Errorf("callback page: %d %s", resp.StatusCode, body)
-	}
-	said, code := l.wait()
-	if code != 0 || !strings.Contains(said, `token for account "alice" is stored`) {
-		t.Fatalf("login exited %d:\n%s", code, said)
-	}
-
-	path := filepath.Join(c.dir(), "alice.json")
-	info, err := os.Stat(path)
-	if err != nil || info.Mode().Perm() != 0o600 {
-		t.Fatalf("token file %s: %v, mode %v; want 0600", path, err, info.Mode().Perm())
-	}
-	if dir, _ := os.Stat(c.dir()); dir.Mode().Perm() != 0o700 {
-		t.Errorf("token directory mode %v, want 0700", dir.Mode().Perm())
-	}
-	stored := readStored(t, path)
-
-	out, errOut, code := c.run("print", "-account", "alice")
-	if code != 0 || out != stored.Token.AccessToken+"\n" || srv.Stats().Refreshes != 0 {
-		t.Fatalf("print of a valid token: %q, %q, exit %d", out, errOut, code)
-	}
-
-	// Expire it on disk: print must refresh, store the rotated refresh
-	// token, and print only the new access token.
-	stored.Token.Expiry = time.Now().Add(-time.Minute)
-	b, _ := json.Marshal(stored)
-	os.WriteFile(path, b, 0o600)
-	out, errOut, code = c.run("print", "-account", "alice")
-	after := readStored(t, path)
-	if code != 0 || out != after.Token.AccessToken+"\n" || after.Token.AccessToken == stored.Token.AccessToken {
-		t.Fatalf("print after expiry: %q, %q, exit %d; stored %+v", out, errOut, code, after.Token)
-	}
-	if after.Token.RefreshToken == stored.Token.RefreshToken || srv.Stats().Refreshes != 1 || srv.Stats().StaleRefreshTokens != 0 {
-		t.Errorf("the rotated refresh token was not stored: %+v, %+v", after.Token, srv.Stats())
-	}
-
-	out, _, code = c.run("status")
-	if code != 0 || !strings.Contains(out, "alice") || strings.Contains(out, after.Token.AccessToken) || strings.Contains(out, after.Token.RefreshToken) {
-		t.Errorf("status (exit %d) shows secrets or misses the account:\n%s", code, out)
-	}
-	out, _, _ = c.run("status", "-show-secrets")
-	if !strings.Contains(out, after.Token.AccessToken) {
-		t.Errorf("status -show-secrets:\n%s", out)
-	}
-}
-
 type storedRecord struct {
 	Key   string `json:"key"`
 	Token struct {
@@ -252,6 +197,7 @@ func readStored(t *testing.T, path string) storedRecord {
 // for nothing, until its timeout; no code is exchanged. Consent denied in
 // this login's own callback ends it at once.
 func TestLoginRefusesAWrongStateAndDeniedConsent(t *testing.T) {
+	t.Parallel()
 	srv := dropboxsigntest.NewServer()
 	defer srv.Close()
 	c := newCLI(t, srv)
@@ -290,6 +236,7 @@ func TestLoginRefusesAWrongStateAndDeniedConsent(t *testing.T) {
 // nothing of the request; the login keeps waiting and completes with the
 // real callback.
 func TestLoginKeepsWaitingAfterAForgedCallback(t *testing.T) {
+	t.Parallel()
 	srv := dropboxsigntest.NewServer()
 	defer srv.Close()
 	c := newCLI(t, srv)
@@ -326,7 +273,7 @@ func TestLoginKeepsWaitingAfterAForgedCallback(t *testing.T) {
 	}
 	resp.Body.Close()
 	said, code := l.wait()
-	if code != 0 || resp.StatusCode != 200 || !strings.Contains(said, `token for account "alice" is stored`) {
+	if code != 0 || resp.StatusCode != 200 || !strings.Contains(said, "token for account alice is stored") {
 		t.Fatalf("login after forged callbacks: exit %d, page %d:\n%s", code, resp.StatusCode, said)
 	}
 	if n := strings.Count(said, "Refused a callback"); n != 3 {
@@ -338,16 +285,30 @@ func TestLoginKeepsWaitingAfterAForgedCallback(t *testing.T) {
 	}
 }
 
+// Every bad input gets an error that says what is wrong and what to do, on
+// stderr, with the documented exit code, and nothing on stdout; the commands
+// run in parallel, each its own process.
 func TestClearErrorsForBadInput(t *testing.T) {
+	t.Parallel()
 	srv := dropboxsigntest.NewServer()
-	defer srv.Close()
+	t.Cleanup(srv.Close) // after the parallel subtests
 	c := newCLI(t, srv)
 	busy, _ := net.Listen("tcp", "127.0.0.1:0")
-	defer busy.Close()
+	t.Cleanup(func() { busy.Close() })
 	os.MkdirAll(c.dir(), 0o700)
 	os.WriteFile(filepath.Join(c.dir(), "broken.json"), []byte("{not json"), 0o600)
 
+	with := func(env ...string) *cli {
+		e := c.env
+		for _, v := range env {
+			name, _, _ := strings.Cut(v, "=")
+			e = append(slicesWithout(e, name+"="), v)
+		}
+		return &cli{t: t, env: e}
+	}
 	noID := &cli{t: t, env: slicesWithout(c.env, "DROPBOX_SIGN_CLIENT_ID=")}
+	noDir := with("DROPBOX_SIGN_TOKEN_DIR=" + filepath.Join(t.TempDir(), "missing"))
+	stopped := "http://" + freeAddr(t)
 	for _, tc := range []struct {
 		name string
 		c    *cli
@@ -359,20 +320,70 @@ func TestClearErrorsForBadInput(t *testing.T) {
 		{"unknown command", c, []string{"fly"}, 2, `unknown command "fly"`},
 		{"help", c, []string{"login", "-h"}, 0, "-callback-path"},
 		{"bad flag", c, []string{"print", "-nope"}, 2, "flag provided but not defined"},
-		{"missing client id", noID, []string{"login"}, 2, "missing client ID"},
+		{"missing client id", noID, []string{"login"}, 2, "missing client ID: pass -client-id or set DROPBOX_SIGN_CLIENT_ID"},
 		{"port in use", c, []string{"login", "-listen", busy.Addr().String()}, 1, "cannot listen on"},
 		{"non-loopback listener", c, []string{"login", "-listen", "0.0.0.0:0"}, 2, "must be on a loopback address"},
-		{"bad endpoint", c, []string{"print", "-endpoint", "ftp://x"}, 2, "is not an http(s) base URL"},
-		{"no token", c, []string{"print", "-account", "nobody"}, 1, "run 'dropboxsign-token login -account nobody'"},
+		{"bad endpoint", c, []string{"print", "-endpoint", "ftp://x"}, 2, "-endpoint \"ftp://x\" is not an http(s) base URL"},
+		{"bad endpoint from env", with("DROPBOX_SIGN_ENDPOINT=ftp://x"), []string{"print"}, 2, "DROPBOX_SIGN_ENDPOINT \"ftp://x\" is not"},
+		{"plain http endpoint", c, []string{"print", "-endpoint", "http://example.com"}, 2, "plain http is allowed only on loopback"},
+		{"no token", c, []string{"print", "-account", "nobody"}, 3, "no token stored for account nobody in " + c.dir() + ": run 'dropboxsign-token login -account nobody'"},
+		{"no token directory", noDir, []string{"print"}, 3, "missing does not exist): run 'dropboxsign-token login -account default'"},
 		{"corrupt token file", c, []string{"print", "-account", "broken"}, 1, "broken.json is not a token file"},
+		{"approve against Dropbox Sign", with("DROPBOX_SIGN_ENDPOINT="), []string{"login", "-approve"}, 2,
+			"works only against a fake Dropbox Sign on loopback"},
+		{"approve and open", c, []string{"login", "-approve", "-open"}, 2, "-approve consents without a browser: it excludes -open"},
+		{"approve, callback elsewhere", c, []string{"login", "-approve", "-listen", freeAddr(t), "-timeout", "10s"}, 1,
+			"-approve: the fake sends the consent to " + srv.URL + "/callback, not to this login's callback"},
+		{"approve, fake stopped", with("DROPBOX_SIGN_ENDPOINT=" + stopped), []string{"login", "-approve", "-listen", freeAddr(t), "-timeout", "10s"}, 1,
+			"-approve: no answer from the authorize page (is the fake running, at this endpoint?)"},
+		{"approve, wrong client ID", with("DROPBOX_SIGN_CLIENT_ID=someone-else"), []string{"login", "-approve", "-listen", freeAddr(t), "-timeout", "10s"}, 1,
+			"the authorize page answered 400 Bad Request, not a redirect to the callback: {\"error\":{\"error_msg\":\"Unknown client_id.\""},
+		{"fake on the network", c, []string{"fake", "-listen", "0.0.0.0:0"}, 2, "the fake must be on a loopback address"},
+		{"fake, port in use", c, []string{"fake", "-listen", busy.Addr().String()}, 1, "another fake running? stop it, or pick another -listen"},
+		{"fake, bad callback", c, []string{"fake", "-callback", "ftp://x"}, 2, "-callback \"ftp://x\" is not an http(s) URL"},
+		{"fake, bad lifetime", c, []string{"fake", "-lifetime", "1500ms"}, 2, "-lifetime 1.5s: it must be whole seconds, at least 1s"},
 	} {
-		out, errOut, code := tc.c.run(tc.args...)
-		if code != tc.code || !strings.Contains(errOut, tc.says) {
-			t.Errorf("%s: exit %d, stderr %q; want exit %d and %q", tc.name, code, errOut, tc.code, tc.says)
-		}
-		if out != "" {
-			t.Errorf("%s: wrote %q on stdout", tc.name, out)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			out, errOut, code := tc.c.run(tc.args...)
+			if code != tc.code || !strings.Contains(errOut, tc.says) {
+				t.Errorf("exit %d, stderr %q; want exit %d and %q", code, errOut, tc.code, tc.says)
+			}
+			if out != "" {
+				t.Errorf("wrote %q on stdout", out)
+			}
+		})
+	}
+}
+
+// status reads and never creates: a missing directory holds no accounts;
+// an unreadable file is listed, reported on stderr and exits 1.
+func TestStatusReadsOnly(t *testing.T) {
+	t.Parallel()
+	srv := dropboxsigntest.NewServer()
+	defer srv.Close()
+	c := newCLI(t, srv)
+	out, errOut, code := c.run("status")
+	if code != 0 || errOut != "" || out != "no accounts stored in "+c.dir()+": run 'dropboxsign-token login' to add one\n" {
+		t.Errorf("status of a missing directory: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if list := statusJSON(t, c, "status", "-json"); list.Dir != c.dir() || len(list.Accounts) != 0 {
+		t.Errorf("status -json of a missing directory: %+v", list)
+	}
+	if _, err := os.Stat(c.dir()); !os.IsNotExist(err) {
+		t.Errorf("status created %s", c.dir())
+	}
+
+	approveLogin(t, c, srv, "alice")
+	os.WriteFile(filepath.Join(c.dir(), "broken.json"), []byte("{not json"), 0o600)
+	out, errOut, code = c.run("status")
+	if code != 1 || !regexpLine(out, `^alice +ok `) || !regexpLine(out, `^broken +unreadable +- +- +-$`) ||
+		!strings.Contains(errOut, "dropboxsign-token status: account broken: ") || !strings.Contains(errOut, "broken.json is not a token file") {
+		t.Errorf("status with an unreadable file: exit %d, stderr %q, stdout:\n%s", code, errOut, out)
+	}
+	list := statusJSON(t, c, "status", "-json")
+	if len(list.Accounts) != 2 || !strings.Contains(stringOf(list.Accounts[1]["error"]), "is not a token file") {
+		t.Errorf("status -json with an unreadable file: %+v", list)
 	}
 }
 
@@ -387,12 +398,14 @@ func slicesWithout(env []string, prefix string) []string {
 }
 
 func TestDemoPasses(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs for several seconds")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, "demo", "-duration", "5s", "-lifetime", "2s")
+	cmd.Env = append(os.Environ(), noRaceExitSleep)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out)

@@ -2,78 +2,216 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/dropboxsign-go/dropboxsign"
 )
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
-	var s settings
-	fs := newFlagSet("status", "Lists the stored accounts: when each token expires and when it was last\n"+
-		"saved. Secrets are shown only with -show-secrets.", stderr)
-	s.register(fs, false)
+	fs := newFlagSet("status", "Lists every stored account: when its token expires, when it was last saved,\n"+
+		"whether it has a refresh token, and which accounts await a new login because\n"+
+		"Dropbox Sign refused their grant (since when). It reads the token directory\n"+
+		"only: it makes no request and creates nothing. Secrets are shown only with\n"+
+		"-show-secrets. Exit code 1 if an account's file cannot be read.", stderr)
+	s := newSettings(fs)
+	s.dirFlag()
+	asJSON := fs.Bool("json", false, "print JSON for scripts (its shape is in docs/cli.md)")
 	showSecrets := fs.Bool("show-secrets", false, "also print access and refresh tokens")
-	if err := parse(fs, args); err != nil {
+	if err := s.parse(args); err != nil {
 		return err
 	}
-	store, err := s.store()
+	list, err := listAccounts(s, *showSecrets)
 	if err != nil {
 		return err
 	}
-	var keys []string
-	for key, err := range store.Keys(context.Background()) {
-		if err != nil {
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(list); err != nil {
 			return err
+		}
+	} else if err := list.writeText(stdout, *showSecrets, time.Now()); err != nil {
+		return err
+	}
+	for _, a := range list.Accounts {
+		if a.Error != "" {
+			return fmt.Errorf("account %s: %s", shellWord(a.Key), a.Error)
+		}
+	}
+	return nil
+}
+
+// statusList is what status reports, and the JSON shape of status -json:
+// documented in docs/cli.md, so fields are only ever added.
+type statusList struct {
+	Dir      string          `json:"dir"`
+	Accounts []statusAccount `json:"accounts"` // sorted by key; [] when none
+
+	login func(key string) string // the login command for an account
+}
+
+// statusAccount is one account. Times are UTC, RFC 3339, whole seconds;
+// null when unknown.
+type statusAccount struct {
+	Key             string    `json:"key"`
+	Expires         *jsonTime `json:"expires"`                 // the access token's expiry; null: none given, or refused
+	SavedAt         *jsonTime `json:"saved_at"`                // when the token was stored; null for a refusal mark
+	HasRefreshToken bool      `json:"has_refresh_token"`       // false: it cannot be refreshed
+	RefusedSince    *jsonTime `json:"refused_since"`           // non-null: the account must log in again
+	Error           string    `json:"error,omitempty"`         // the account's file cannot be read
+	AccessToken     string    `json:"access_token,omitempty"`  // with -show-secrets only
+	RefreshToken    string    `json:"refresh_token,omitempty"` // with -show-secrets only
+}
+
+// jsonTime marshals as RFC 3339 in UTC, in whole seconds.
+type jsonTime struct{ time.Time }
+
+func (t jsonTime) MarshalJSON() ([]byte, error) {
+	return json.Marshal(t.UTC().Format(time.RFC3339))
+}
+
+func newJSONTime(t time.Time) *jsonTime {
+	if t.IsZero() {
+		return nil
+	}
+	return &jsonTime{t.Truncate(time.Second)}
+}
+
+// listAccounts reads every account in the token directory; a directory that
+// does not exist holds none, and is not created.
+func listAccounts(s *settings, secrets bool) (*statusList, error) {
+	store, dir, err := s.openStore(false)
+	list := &statusList{Dir: dir, Accounts: []statusAccount{}, login: func(key string) string {
+		s.account = key
+		return s.loginCommand()
+	}}
+	if errors.Is(err, errNoDir) {
+		return list, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ctx := context.Background()
+	var keys []string
+	for key, err := range store.Keys(ctx) {
+		if err != nil {
+			return nil, err
 		}
 		keys = append(keys, key)
 	}
 	slices.Sort(keys)
-	if len(keys) == 0 {
-		fmt.Fprintln(stderr, "no accounts stored: run 'dropboxsign-token login'")
-		return nil
+	for _, key := range keys {
+		a := statusAccount{Key: key}
+		tok, err := store.Load(ctx, key)
+		var refused *dropboxsign.RefusedError
+		switch {
+		case errors.Is(err, dropboxsign.ErrNotFound):
+			continue // removed since it was listed
+		case errors.As(err, &refused):
+			a.RefusedSince = newJSONTime(refused.Since)
+			if a.RefusedSince == nil { // a mark without a time still is one
+				a.RefusedSince = &jsonTime{}
+			}
+		case err != nil:
+			a.Error = err.Error()
+		default:
+			a.Expires = newJSONTime(tok.Expiry)
+			a.HasRefreshToken = tok.RefreshToken != ""
+			if saved, err := store.SavedAt(key); err == nil {
+				a.SavedAt = newJSONTime(saved)
+			}
+			if secrets {
+				a.AccessToken, a.RefreshToken = tok.AccessToken, tok.RefreshToken
+			}
+		}
+		list.Accounts = append(list.Accounts, a)
 	}
-	w := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	header := "ACCOUNT\tEXPIRES\tLAST SAVED\tREFRESH TOKEN"
-	if *showSecrets {
+	return list, nil
+}
+
+// writeText writes the list as a table, then a line for each account that
+// needs something done.
+func (l *statusList) writeText(out io.Writer, secrets bool, now time.Time) error {
+	if len(l.Accounts) == 0 {
+		_, err := fmt.Fprintf(out, "no accounts stored in %s: run 'dropboxsign-token login' to add one\n", l.Dir)
+		return err
+	}
+	w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	header := "ACCOUNT\tSTATE\tEXPIRES\tLAST SAVED\tREFRESH TOKEN"
+	if secrets {
 		header += "\tACCESS TOKEN\tREFRESH TOKEN VALUE"
 	}
 	fmt.Fprintln(w, header)
-	now := time.Now()
-	var firstErr error
-	for _, key := range keys {
-		tok, err := store.Load(context.Background(), key)
-		if err != nil {
-			fmt.Fprintf(w, "%s\t(unreadable)\t\t\n", key)
-			if firstErr == nil {
-				firstErr = err
+	var todo []string
+	for _, a := range l.Accounts {
+		key := shellWord(a.Key)
+		state, expires, saved, refresh := "ok", "never", "-", "no"
+		switch {
+		case a.Error != "":
+			state, expires, refresh = "unreadable", "-", "-"
+			todo = append(todo, fmt.Sprintf("%s: unreadable: %s", key, a.Error))
+		case a.RefusedSince != nil:
+			state, expires, refresh = "refused", "-", "-"
+			since := ""
+			if !a.RefusedSince.IsZero() {
+				since = " since " + a.RefusedSince.Local().Format(time.DateTime) + " (" + ago(now.Sub(a.RefusedSince.Time)) + ")"
 			}
-			continue
+			todo = append(todo, fmt.Sprintf("%s: awaits re-authorization%s: Dropbox Sign refused its grant; run '%s'", key, since, l.login(a.Key)))
+		default:
+			if a.Expires != nil {
+				expires = a.Expires.Local().Format(time.DateTime) + " (" + relative(a.Expires.Sub(now)) + ")"
+				if !a.Expires.After(now) {
+					state = "expired"
+				}
+			}
+			if a.SavedAt != nil {
+				saved = a.SavedAt.Local().Format(time.DateTime)
+			}
+			if a.HasRefreshToken {
+				refresh = "yes"
+			} else if state == "expired" {
+				todo = append(todo, fmt.Sprintf("%s: expired and has no refresh token; run '%s'", key, l.login(a.Key)))
+			}
 		}
-		saved, _ := store.SavedAt(key)
-		expires := "never"
-		if !tok.Expiry.IsZero() {
-			expires = tok.Expiry.Local().Format(time.DateTime) + " (" + relative(tok.Expiry.Sub(now)) + ")"
-		}
-		hasRefresh := "no"
-		if tok.RefreshToken != "" {
-			hasRefresh = "yes"
-		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%s", key, expires, saved.Local().Format(time.DateTime), hasRefresh)
-		if *showSecrets {
-			line += "\t" + tok.AccessToken + "\t" + tok.RefreshToken
+		line := strings.Join([]string{key, state, expires, saved, refresh}, "\t")
+		if secrets {
+			line += "\t" + a.AccessToken + "\t" + a.RefreshToken
 		}
 		fmt.Fprintln(w, line)
 	}
-	w.Flush()
-	return firstErr
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if len(todo) > 0 {
+		fmt.Fprintln(out)
+	}
+	for _, line := range todo {
+		if _, err := fmt.Fprintln(out, line); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
+// relative says when something in d happens: "in 59m59s", "1m0s ago".
 func relative(d time.Duration) string {
-	d = d.Round(time.Second)
 	if d < 0 {
-		return "expired " + (-d).String() + " ago"
+		return ago(-d)
 	}
-	return "in " + d.String()
+	return "in " + d.Round(time.Second).String()
+}
+
+// ago says how long ago something happened: "just now", "3m2s ago".
+func ago(d time.Duration) string {
+	if d < time.Second {
+		return "just now" // also a time rounded past now
+	}
+	return d.Round(time.Second).String() + " ago"
 }
