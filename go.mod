@@ -1,5 +1,5 @@
 module github.com/dropboxsign-go/dropboxsign
 
-go 1.26.8
+go 1.26.0
 
 require golang.org/x/oauth2 v0.37.0

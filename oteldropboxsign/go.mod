@@ -1,6 +1,6 @@
 module github.com/dropboxsign-go/dropboxsign/oteldropboxsign
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/dropboxsign-go/dropboxsign v0.0.0
