@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/dropboxsigntest"
 	"github.com/dropboxsign-go/dropboxsign/internal/storetest"
 	"golang.org/x/oauth2"
 )
@@ -437,5 +438,67 @@ func TestTransportGivesAnyTokenSourceTheReplay(t *testing.T) {
 	}
 	if _, err := (&http.Client{Transport: &dropboxsign.Transport{}}).Get(srv.AccountURL()); err == nil {
 		t.Error("a Transport without a Source sent a request")
+	}
+}
+
+// The pitfall the Quick start warns of, measured: a client built per request
+// from the token in the app's database (NewClient, WithOnRefresh, no store).
+// After an expiry, concurrent requests each refresh with the same refresh
+// token; Dropbox Sign rotates it, so all but one are refused, and Classify
+// calls those Reauthorize. Through Accounts, the same requests share one
+// refresh and all succeed.
+func TestAClientPerRequestSpendsTheRefreshTokenAndAccountsDoesNot(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	const requests = 8
+	var mu sync.Mutex
+	database := expired(srv.IssueToken()) // the app's own row for the user
+	save := func(_ context.Context, tok *oauth2.Token) error {
+		mu.Lock()
+		database = tok
+		mu.Unlock()
+		return nil
+	}
+	release := srv.HoldTokenResponses() // let every request start its refresh before any answer
+	var ok, reauthorize atomic.Int64
+	var wg sync.WaitGroup
+	for range requests {
+		mu.Lock()
+		row := database
+		mu.Unlock()
+		wg.Go(func() {
+			client := dropboxsign.NewClient(ctx, srv.Config(), row, dropboxsign.WithOnRefresh(save))
+			status, err := getStatus(client, srv.AccountURL())
+			switch {
+			case status == 200:
+				ok.Add(1)
+			case dropboxsign.Classify(err) == dropboxsign.Reauthorize:
+				reauthorize.Add(1)
+			}
+		})
+	}
+	srv.WaitTokenRequests(ctx, requests)
+	release()
+	wg.Wait()
+	t.Logf("a client per request: %d of %d succeeded, %d refused (Reauthorize)", ok.Load(), requests, reauthorize.Load())
+	if ok.Load() != 1 || reauthorize.Load() != requests-1 {
+		t.Errorf("%d succeeded, %d Reauthorize; the pitfall looks different from what the README says", ok.Load(), reauthorize.Load())
+	}
+
+	store := dropboxsigntest.NewStore()
+	store.Save(ctx, "user", nil, expired(srv.IssueToken()))
+	accounts := dropboxsign.NewAccounts(ctx, srv.Config(), store)
+	before := srv.Stats().Refreshes
+	var failed atomic.Int64
+	for range requests {
+		wg.Go(func() {
+			if status, _ := getStatus(accounts.Client("user"), srv.AccountURL()); status != 200 {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if failed.Load() != 0 || srv.Stats().Refreshes-before != 1 {
+		t.Errorf("through Accounts: %d failed, %d refreshes; want 0 and 1", failed.Load(), srv.Stats().Refreshes-before)
 	}
 }
