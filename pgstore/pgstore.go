@@ -1,0 +1,328 @@
+// Package pgstore is a dropboxsign.Store in PostgreSQL, for apps that keep
+// their data there: every replica shares each account's token through two
+// tables of the app's database, refreshes it once per expiry between them,
+// and never presents a refresh token another replica has spent.
+//
+// The tables (see SQL for their DDL, to keep in the app's migrations, or
+// CreateTables):
+//
+//   - <prefix>tokens: one row per account: the token as sealed by the
+//     Options' Sealer (plain JSON without one), a fingerprint of it
+//     (SHA-256 of its access and refresh tokens) that compare-and-swap reads,
+//     or, for an account whose grant Dropbox Sign refused, refused_at.
+//   - <prefix>locks: one row per account under refresh: a lease with an
+//     owner and an expiry, renewed by its holder every third of LeaseTTL.
+//
+// Every operation is one statement in its own transaction: Save and
+// MarkRefused compare and write at once, and the lock is a lease row, not
+// an advisory lock, so that no connection is held while a refresh waits on
+// Dropbox Sign, and the store works behind PgBouncer in transaction mode. A
+// holder that dies leaves its lease to lapse after LeaseTTL.
+package pgstore
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"iter"
+	"sync"
+	"time"
+
+	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/oauth2"
+)
+
+// DefaultLeaseTTL is how long a refresh lock outlives a holder that died.
+const DefaultLeaseTTL = 10 * time.Second
+
+// Options configures a Store.
+type Options struct {
+	// Schema holds the tables; default "public". It must exist.
+	Schema string
+	// TablePrefix starts the tables' names; default "dropboxsign_". Apps
+	// that share a database use different prefixes, or schemas.
+	TablePrefix string
+	// LeaseTTL is the refresh lock's lease (default DefaultLeaseTTL, at
+	// least 100 ms): how long other replicas wait when a holder dies. The
+	// holder renews it every LeaseTTL/3 while it refreshes.
+	LeaseTTL time.Duration
+	// Sealer, if set, seals stored tokens at rest (AES-256-GCM; see
+	// dropboxsign.Sealer, which also tells how to rotate keys across a
+	// running fleet). Tokens stored as plain JSON before still load, and
+	// are sealed at their next save.
+	Sealer *dropboxsign.Sealer
+}
+
+// Store is a dropboxsign.Store and Lister in PostgreSQL. It is safe for
+// concurrent use.
+type Store struct {
+	pool   *pgxpool.Pool
+	tokens string // quoted, schema-qualified table names
+	locks  string
+	ttl    time.Duration
+	sealer *dropboxsign.Sealer
+}
+
+var _ dropboxsign.Lister = (*Store)(nil)
+
+// New returns a Store on pool, which the caller owns and closes. The tables
+// must exist (CreateTables, or the app's migrations with SQL).
+func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
+	if pool == nil {
+		return nil, errors.New("pgstore: nil pool")
+	}
+	s := &Store{pool: pool, ttl: opts.LeaseTTL, sealer: opts.Sealer}
+	if s.ttl == 0 {
+		s.ttl = DefaultLeaseTTL
+	}
+	if s.ttl < 100*time.Millisecond {
+		return nil, fmt.Errorf("pgstore: LeaseTTL %v is below 100ms", s.ttl)
+	}
+	s.tokens, s.locks = tableNames(opts)
+	return s, nil
+}
+
+func tableNames(opts Options) (tokens, locks string) {
+	schema, prefix := names(opts)
+	return pgx.Identifier{schema, prefix + "tokens"}.Sanitize(), pgx.Identifier{schema, prefix + "locks"}.Sanitize()
+}
+
+func names(opts Options) (schema, prefix string) {
+	schema, prefix = opts.Schema, opts.TablePrefix
+	if schema == "" {
+		schema = "public"
+	}
+	if prefix == "" {
+		prefix = "dropboxsign_"
+	}
+	return schema, prefix
+}
+
+// SQL returns the statements that create the store's tables for opts, for
+// the app's own migrations. They are idempotent (IF NOT EXISTS).
+func SQL(opts Options) string {
+	tokens, locks := tableNames(opts)
+	_, prefix := names(opts)
+	return `CREATE TABLE IF NOT EXISTS ` + tokens + ` (
+	account     text PRIMARY KEY,
+	fingerprint text,        -- SHA-256 of the access and refresh tokens, hex; NULL for a refusal mark
+	token       bytea,       -- the token as dropboxsign.Sealer.Seal makes it; NULL for a refusal mark
+	refused_at  timestamptz, -- set: Dropbox Sign refused the account's grant; it awaits a new login
+	updated_at  timestamptz NOT NULL DEFAULT now(),
+	CHECK ((token IS NULL) = (refused_at IS NOT NULL) AND (token IS NULL) = (fingerprint IS NULL))
+);
+CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{prefix + "tokens_refused"}.Sanitize() + ` ON ` + tokens + ` (refused_at) WHERE refused_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS ` + locks + ` (
+	account    text PRIMARY KEY,
+	owner      text NOT NULL,
+	expires_at timestamptz NOT NULL
+);
+`
+}
+
+// CreateTables creates the store's tables if they do not exist.
+func CreateTables(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
+	if _, err := pool.Exec(ctx, SQL(opts)); err != nil {
+		return fmt.Errorf("pgstore: creating the tables: %w", err)
+	}
+	return nil
+}
+
+// execMode is how every statement is sent: the extended protocol with an
+// unnamed prepared statement, one round trip, whatever the pool's default.
+// Named prepared statements (pgx's default) would not survive PgBouncer in
+// transaction mode, where each statement may run on another server
+// connection; the store keeps no session state either.
+const execMode = pgx.QueryExecModeExec
+
+// fingerprint identifies a token for compare-and-swap without keeping its
+// secrets in the clear: tokens are random, so their hash reveals nothing.
+func fingerprint(t *oauth2.Token) string {
+	h := sha256.Sum256([]byte("dropboxsign-fp\x00" + t.AccessToken + "\x00" + t.RefreshToken))
+	return hex.EncodeToString(h[:])
+}
+
+// Load returns the token stored under key, dropboxsign.ErrNotFound, or a
+// *dropboxsign.RefusedError for a key marked refused.
+func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	var blob []byte
+	var refused *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT token, refused_at FROM `+s.tokens+` WHERE account = $1`, execMode, key).Scan(&blob, &refused)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, dropboxsign.ErrNotFound
+	case err != nil:
+		return nil, fmt.Errorf("pgstore: load %q: %w", key, err)
+	case refused != nil:
+		return nil, &dropboxsign.RefusedError{Key: key, Since: *refused}
+	}
+	tok, err := s.sealer.Open(key, blob)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: load %q: %w", key, err)
+	}
+	return tok, nil
+}
+
+// Save stores t under key if the stored token is still prev (see
+// dropboxsign.Store), in one statement.
+func (s *Store) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
+	if t == nil {
+		return errors.New("pgstore: nil token")
+	}
+	blob, err := s.sealer.Seal(key, t)
+	if err != nil {
+		return err
+	}
+	var sql string
+	args := []any{execMode, key, fingerprint(t), blob}
+	if prev == nil {
+		// Nothing stored, or a refusal mark: a new login replaces it.
+		sql = `INSERT INTO ` + s.tokens + ` AS t (account, fingerprint, token, refused_at, updated_at) VALUES ($1, $2, $3, NULL, now())
+ON CONFLICT (account) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, refused_at = NULL, updated_at = now()
+WHERE t.fingerprint IS NULL`
+	} else {
+		sql = `UPDATE ` + s.tokens + ` SET fingerprint = $2, token = $3, refused_at = NULL, updated_at = now() WHERE account = $1 AND fingerprint = $4`
+		args = append(args, fingerprint(prev))
+	}
+	tag, err := s.pool.Exec(ctx, sql, args...)
+	if err != nil {
+		return fmt.Errorf("pgstore: save %q: %w", key, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return dropboxsign.ErrConflict
+	}
+	return nil
+}
+
+// MarkRefused replaces key's token with a refusal mark, stamped with the
+// database's clock, if it is still refused (see dropboxsign.Store), in one
+// statement.
+func (s *Store) MarkRefused(ctx context.Context, key string, refused *oauth2.Token) error {
+	if refused == nil {
+		return dropboxsign.ErrConflict
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE `+s.tokens+` SET fingerprint = NULL, token = NULL, refused_at = now(), updated_at = now()
+WHERE account = $1 AND fingerprint = $2`, execMode, key, fingerprint(refused))
+	if err != nil {
+		return fmt.Errorf("pgstore: mark %q refused: %w", key, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return dropboxsign.ErrConflict
+	}
+	return nil
+}
+
+// Lock takes key's refresh lease (see dropboxsign.Store): a row in the locks
+// table, taken over only once expired, waiting until it is free or ctx
+// ends, and renewed every LeaseTTL/3 until unlock. If a renewal finds the
+// lease gone (the holder was cut off past its TTL), renewing stops; Save's
+// compare-and-swap still protects the stored token.
+func (s *Store) Lock(ctx context.Context, key string) (func(), error) {
+	owner := randomOwner()
+	ttl := s.ttl.Seconds()
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		tag, err := s.pool.Exec(ctx, `INSERT INTO `+s.locks+` AS l (account, owner, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))
+ON CONFLICT (account) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at WHERE l.expires_at < now()`, execMode, key, owner, ttl)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("pgstore: lock %q: %w", key, err)
+		}
+		if tag.RowsAffected() == 1 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+
+	stop := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		tick := time.NewTicker(s.ttl / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				rctx, cancel := context.WithTimeout(context.Background(), s.ttl/3)
+				tag, err := s.pool.Exec(rctx, `UPDATE `+s.locks+` SET expires_at = now() + make_interval(secs => $3) WHERE account = $1 AND owner = $2`, execMode, key, owner, ttl)
+				cancel()
+				if err == nil && tag.RowsAffected() == 0 {
+					return // the lease is gone; nothing left to renew
+				}
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(stop)
+			// Release without holding up the caller; if it fails, the
+			// lease lapses. The goroutine ends within the lease's TTL.
+			go func() {
+				<-renewed
+				rctx, cancel := context.WithTimeout(context.Background(), s.ttl)
+				defer cancel()
+				s.pool.Exec(rctx, `DELETE FROM `+s.locks+` WHERE account = $1 AND owner = $2`, execMode, key, owner)
+			}()
+		})
+	}, nil
+}
+
+func randomOwner() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Keys yields every key that holds a token or a refusal mark.
+func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
+	return func(yield func(string, error) bool) {
+		s.query(ctx, `SELECT account, refused_at FROM `+s.tokens, func(key string, _ *time.Time) bool { return yield(key, nil) },
+			func(err error) { yield("", err) })
+	}
+}
+
+// Refused yields a *dropboxsign.RefusedError for each key marked refused
+// (an index serves it).
+func (s *Store) Refused(ctx context.Context) iter.Seq2[*dropboxsign.RefusedError, error] {
+	return func(yield func(*dropboxsign.RefusedError, error) bool) {
+		s.query(ctx, `SELECT account, refused_at FROM `+s.tokens+` WHERE refused_at IS NOT NULL`,
+			func(key string, at *time.Time) bool { return yield(&dropboxsign.RefusedError{Key: key, Since: *at}, nil) },
+			func(err error) { yield(nil, err) })
+	}
+}
+
+func (s *Store) query(ctx context.Context, sql string, each func(string, *time.Time) bool, fail func(error)) {
+	rows, err := s.pool.Query(ctx, sql, execMode)
+	if err != nil {
+		fail(fmt.Errorf("pgstore: listing: %w", err))
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var key string
+		var at *time.Time
+		if err := rows.Scan(&key, &at); err != nil {
+			fail(fmt.Errorf("pgstore: listing: %w", err))
+			return
+		}
+		if !each(key, at) {
+			return
+		}
+	}
+	if err := rows.Err(); err != nil {
+		fail(fmt.Errorf("pgstore: listing: %w", err))
+	}
+}

@@ -1,0 +1,324 @@
+package pgstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/dropboxsigntest"
+	"github.com/dropboxsign-go/dropboxsign/internal/fleettest"
+	"github.com/dropboxsign-go/dropboxsign/internal/pgtest"
+	"github.com/dropboxsign-go/dropboxsign/internal/storetest"
+	"github.com/dropboxsign-go/dropboxsign/pgstore"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/oauth2"
+)
+
+func TestMain(m *testing.M) {
+	fleettest.Main(func() (dropboxsign.Store, error) {
+		pool, err := pgxpool.New(context.Background(), os.Getenv("FLEET_PG_DSN"))
+		if err != nil {
+			return nil, err
+		}
+		ttl, _ := time.ParseDuration(os.Getenv("FLEET_PG_LEASE"))
+		return pgstore.New(pool, pgstore.Options{Schema: os.Getenv("FLEET_PG_SCHEMA"), LeaseTTL: ttl})
+	})
+	code := m.Run()
+	pgtest.StopShared()
+	os.Exit(code)
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var schemas atomic.Int64
+
+// setUp gives the test a schema of its own on the shared server, with the
+// store's tables, and a pool (with extra connection parameters, if any).
+func setUp(t *testing.T, params ...string) (*pgtest.Server, *pgxpool.Pool, pgstore.Options) {
+	t.Helper()
+	srv := pgtest.Shared(t)
+	opts := pgstore.Options{Schema: fmt.Sprintf("test_%d", schemas.Add(1))}
+	srv.MustQuery(t, "CREATE SCHEMA "+opts.Schema)
+	dsn := srv.DSN()
+	for _, p := range params {
+		dsn += "&" + p
+	}
+	pool, err := pgxpool.New(context.Background(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if err := pgstore.CreateTables(ctxFor(t), pool, opts); err != nil {
+		t.Fatal(err)
+	}
+	return srv, pool, opts
+}
+
+func newStore(t *testing.T, pool *pgxpool.Pool, opts pgstore.Options) *pgstore.Store {
+	t.Helper()
+	s, err := pgstore.New(pool, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func sealer(t *testing.T) *dropboxsign.Sealer {
+	s, err := dropboxsign.NewSealer(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	for _, sealed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) dropboxsign.Store {
+				_, pool, opts := setUp(t)
+				if sealed {
+					opts.Sealer = sealer(t)
+				}
+				return newStore(t, pool, opts)
+			})
+		})
+	}
+}
+
+// The tables hold no token in the clear when sealed, and the DDL works in
+// a schema and with a prefix that need quoting, more than once.
+func TestTablesAndSealing(t *testing.T) {
+	srv, pool, opts := setUp(t)
+	ctx := ctxFor(t)
+	odd := pgstore.Options{Schema: opts.Schema, TablePrefix: `my "app"-`, Sealer: sealer(t)}
+	for range 2 {
+		if err := pgstore.CreateTables(ctx, pool, odd); err != nil {
+			t.Fatalf("CreateTables, twice, with an odd prefix: %v", err)
+		}
+	}
+	s := newStore(t, pool, odd)
+	tok := &oauth2.Token{AccessToken: "access-secret-1234", RefreshToken: "refresh-secret-5678", Expiry: time.Now().Add(time.Hour)}
+	if err := s.Save(ctx, "alice", nil, tok); err != nil {
+		t.Fatal(err)
+	}
+	dump := srv.MustQuery(t, fmt.Sprintf(`SELECT account, fingerprint, encode(token, 'escape') FROM %s."my ""app""-tokens"`, opts.Schema))
+	if !strings.Contains(dump, "alice") || strings.Contains(dump, "secret") {
+		t.Errorf("the table holds %q: want alice's row, and no token in the clear", dump)
+	}
+	if got, err := s.Load(ctx, "alice"); err != nil || got.AccessToken != tok.AccessToken {
+		t.Errorf("Load: %v, %v", got, err)
+	}
+	// A plain token from before encryption was turned on still loads.
+	plain := newStore(t, pool, pgstore.Options{Schema: opts.Schema, TablePrefix: `my "app"-`})
+	plain.Save(ctx, "bob", nil, tok)
+	if got, err := s.Load(ctx, "bob"); err != nil || got.RefreshToken != tok.RefreshToken {
+		t.Errorf("a plain token with a sealer: %v, %v", got, err)
+	}
+	if _, err := pgstore.New(nil, opts); err == nil {
+		t.Error("a nil pool was accepted")
+	}
+	if _, err := pgstore.New(pool, pgstore.Options{LeaseTTL: time.Millisecond}); err == nil {
+		t.Error("a 1 ms lease was accepted")
+	}
+}
+
+func fleetConfig(t *testing.T, kill time.Duration) (fleettest.Config, *pgstore.Store, *pgtest.Server) {
+	srv, pool, opts := setUp(t)
+	opts.LeaseTTL = time.Second
+	cfg := fleettest.Config{Replicas: 4, Accounts: 50, Duration: 8 * time.Second, Lifetime: 4 * time.Second, Callers: 4, KillAfter: kill,
+		StoreEnv: []string{"FLEET_PG_DSN=" + srv.DSN(), "FLEET_PG_SCHEMA=" + opts.Schema, "FLEET_PG_LEASE=1s"}}
+	return cfg, newStore(t, pool, opts), srv
+}
+
+func TestFleet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a multi-process run of several seconds")
+	}
+	cfg, store, _ := fleetConfig(t, 0)
+	fleettest.Check(t, cfg, fleettest.Run(t, cfg, store))
+}
+
+// A process holds account 0's lease past the time its refresh is due (2 s)
+// and is SIGKILLed at 3 s: its 1 s lease lapses, and the others refresh.
+func TestFleetSurvivesAKilledLockHolder(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a multi-process run of several seconds")
+	}
+	cfg, store, _ := fleetConfig(t, 3*time.Second)
+	fleettest.Check(t, cfg, fleettest.Run(t, cfg, store))
+}
+
+// The database restarts mid-run (an immediate shutdown, as a crash leaves
+// it, down for a second): replicas keep serving their cached tokens, pick
+// the store up again, and lose no refresh token.
+func TestFleetSurvivesADatabaseRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a multi-process run of several seconds")
+	}
+	cfg, store, srv := fleetConfig(t, 0)
+	f := fleettest.New(t, cfg, store)
+	rep := f.Phase(fleettest.Phase{Replicas: 4, Duration: 8 * time.Second, Callers: 4, During: func(ctx context.Context) {
+		time.Sleep(2500 * time.Millisecond) // the timing of the fault, not of any assertion
+		srv.Stop()
+		time.Sleep(time.Second)
+		srv.Start()
+	}})
+	t.Logf("database restarted at 2.5 s, down 1 s: %d API calls, %d failed, %d refreshes, %d stale refresh tokens",
+		rep.Calls, rep.Failures, rep.Server.Refreshes, rep.Server.StaleRefreshTokens)
+	if rep.Failures != 0 || rep.Server.StaleRefreshTokens != 0 {
+		t.Errorf("%d of %d calls failed (first: %s), %d stale refresh tokens", rep.Failures, rep.Calls, rep.FirstError, rep.Server.StaleRefreshTokens)
+	}
+	if n := f.Valid(); n != cfg.Accounts {
+		t.Errorf("%d of %d accounts valid after the restart", n, cfg.Accounts)
+	}
+}
+
+// Every connection of the app is killed (pg_terminate_backend) while a
+// refresh holds the account's lease and waits on Dropbox Sign: the refresh
+// completes, its token is stored once the pool has reconnected, and nothing
+// is lost.
+func TestConnectionsKilledWhileHoldingTheLock(t *testing.T) {
+	srv, pool, opts := setUp(t, "application_name=killme")
+	ctx := ctxFor(t)
+	fake := dropboxsigntest.NewServer()
+	defer fake.Close()
+	old := fake.IssueToken()
+	old.Expiry = time.Now().Add(-time.Minute)
+	store := newStore(t, pool, opts)
+	store.Save(ctx, "carol", nil, old)
+	accounts := dropboxsign.NewAccounts(ctx, fake.Config(), store)
+	release := fake.HoldTokenResponses()
+	got := make(chan error, 1)
+	go func() { _, err := accounts.TokenSource("carol").TokenContext(ctx); got <- err }()
+	if err := fake.WaitTokenRequests(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := srv.MustQuery(t, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'killme'`); n == "0" {
+		t.Fatal("no connection was killed")
+	}
+	release()
+	err := <-got
+	var saveErr *dropboxsign.SaveError
+	if err != nil && !errors.As(err, &saveErr) {
+		t.Fatalf("the refresh: %v", err)
+	}
+	if err != nil && (strings.Contains(err.Error(), old.RefreshToken) || strings.Contains(err.Error(), fake.ClientSecret)) {
+		t.Errorf("a secret in %q", err)
+	}
+	// Whether the save met a dead connection or not, the token is stored
+	// by the time a later call has run (the retry's backoff is 1-1.5 s).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stored, lerr := store.Load(ctx, "carol")
+		if lerr == nil && stored.RefreshToken != old.RefreshToken {
+			if _, err := dropboxsign.Refresh(ctx, fake.Config(), stored.RefreshToken); err != nil {
+				t.Fatalf("the stored refresh token does not work: %v", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new token was not stored: %v, %v", stored, lerr)
+		}
+		accounts.TokenSource("carol").TokenContext(ctx)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := fake.Stats().StaleRefreshTokens; n != 0 {
+		t.Errorf("%d stale refresh tokens", n)
+	}
+}
+
+// A statement timeout (another session holds the account's row): the save
+// fails clearly, the token in memory keeps serving, and the save succeeds
+// once the row is free.
+func TestStatementTimeout(t *testing.T) {
+	_, pool, opts := setUp(t, "statement_timeout=200")
+	ctx := ctxFor(t)
+	fake := dropboxsigntest.NewServer()
+	defer fake.Close()
+	store := newStore(t, pool, opts)
+	old := fake.IssueToken()
+	old.Expiry = time.Now().Add(-time.Minute)
+	store.Save(ctx, "dave", nil, old)
+
+	blocker, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := blocker.Exec(ctx, fmt.Sprintf(`SELECT * FROM %s.dropboxsign_tokens WHERE account = 'dave' FOR UPDATE`, opts.Schema)); err != nil {
+		t.Fatal(err)
+	}
+	accounts := dropboxsign.NewAccounts(ctx, fake.Config(), store)
+	tok, err := accounts.TokenSource("dave").TokenContext(ctx)
+	var saveErr *dropboxsign.SaveError
+	if !errors.As(err, &saveErr) || tok == nil || !strings.Contains(err.Error(), "statement timeout") {
+		t.Fatalf("%v, %v; want the new token, and a SaveError that names the timeout", tok, err)
+	}
+	for range 3 {
+		if got, _ := accounts.TokenSource("dave").TokenContext(ctx); got == nil || got.AccessToken != tok.AccessToken {
+			t.Fatalf("the token in memory stopped serving: %v", got)
+		}
+	}
+	blocker.Rollback(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if stored, _ := store.Load(ctx, "dave"); stored != nil && stored.AccessToken == tok.AccessToken {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the token was never stored once the row was free")
+		}
+		accounts.TokenSource("dave").TokenContext(ctx)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Behind PgBouncer in transaction mode (each statement may run on another
+// server connection), with the pool's default settings: the store keeps no
+// session state and sends no named prepared statement (with pgx's default
+// mode, this test fails: "prepared statement ... already exists"), so the
+// conformance suite passes, and an account refreshes through it.
+func TestBehindPgBouncerInTransactionMode(t *testing.T) {
+	srv, direct, opts := setUp(t)
+	bouncer := srv.StartPgBouncer(t)
+	pool, err := pgxpool.New(context.Background(), bouncer.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	opts.LeaseTTL = time.Second
+	t.Run("conformance", func(t *testing.T) {
+		storetest.Run(t, func(t *testing.T) dropboxsign.Store {
+			o := opts
+			o.TablePrefix = fmt.Sprintf("b%d_", schemas.Add(1))
+			if err := pgstore.CreateTables(ctxFor(t), direct, o); err != nil {
+				t.Fatal(err)
+			}
+			return newStore(t, pool, o)
+		})
+	})
+	ctx := ctxFor(t)
+	fake := dropboxsigntest.NewServer()
+	defer fake.Close()
+	store := newStore(t, pool, opts)
+	old := fake.IssueToken()
+	old.Expiry = time.Now().Add(-time.Minute)
+	store.Save(ctx, "erin", nil, old)
+	accounts := dropboxsign.NewAccounts(ctx, fake.Config(), store)
+	if _, err := accounts.TokenSource("erin").TokenContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if stored, err := store.Load(ctx, "erin"); err != nil || stored.RefreshToken == old.RefreshToken {
+		t.Fatalf("stored through the bouncer: %v, %v", stored, err)
+	}
+}
