@@ -299,7 +299,9 @@ func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
 func (s *Store) Refused(ctx context.Context) iter.Seq2[*dropboxsign.RefusedError, error] {
 	return func(yield func(*dropboxsign.RefusedError, error) bool) {
 		s.query(ctx, `SELECT account, refused_at FROM `+s.tokens+` WHERE refused_at IS NOT NULL`,
-			func(key string, at *time.Time) bool { return yield(&dropboxsign.RefusedError{Key: key, Since: *at}, nil) },
+			func(key string, at *time.Time) bool {
+				return yield(&dropboxsign.RefusedError{Key: key, Since: *at}, nil)
+			},
 			func(err error) { yield(nil, err) })
 	}
 }
