@@ -95,11 +95,11 @@ func BenchmarkFirstUse(b *testing.B) {
 	}
 	srv := dropboxsigntest.NewServer()
 	defer srv.Close()
-	b.Run("FileStore", func(b *testing.B) {
+	b.Run("store=FileStore", func(b *testing.B) {
 		store := seededFileStore(b, keys)
 		benchFirstUse(b, srv, store, keys)
 	})
-	b.Run("Redis", func(b *testing.B) {
+	b.Run("store=Redis", func(b *testing.B) {
 		r := redistest.Start(b)
 		client := redis.NewClient(&redis.Options{Addr: r.Addr})
 		defer client.Close()

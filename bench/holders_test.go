@@ -248,7 +248,7 @@ var competitors = []competitor{
 	}},
 	{"x-oauth2-map", func(ctx context.Context, s dropboxsign.Store, _ int) holder { return newNaive(ctx, loader(s)) }},
 	{"google-auth-map", func(_ context.Context, s dropboxsign.Store, _ int) holder { return newGoogle(loader(s)) }},
-	{"aws-credentials-cache-map", func(_ context.Context, s dropboxsign.Store, _ int) holder { return newAWS(loader(s)) }},
+	{"aws-cache-map", func(_ context.Context, s dropboxsign.Store, _ int) holder { return newAWS(loader(s)) }},
 }
 
 // fill makes h hold every account of keys, by using each once.

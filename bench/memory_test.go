@@ -42,7 +42,7 @@ func BenchmarkHeldAccountMemory(b *testing.B) {
 		return newDropboxsign(ctx, s, held)
 	}}
 	for _, c := range append(competitors[:len(competitors):len(competitors)], sharing) {
-		b.Run(c.name, func(b *testing.B) {
+		b.Run("holder="+c.name, func(b *testing.B) {
 			var per float64
 			var took time.Duration
 			for b.Loop() {
