@@ -28,9 +28,9 @@ type holder interface {
 	accessToken(ctx context.Context, account string) (string, error)
 }
 
-// expiryWindow is how long before expiry each holder replaces a token:
-// dropboxsign's default, given to the others too so that all of them
-// treat a token alike.
+// expiryWindow is how long before expiry a holder replaces a token:
+// dropboxsign's default, given to Google's and AWS's caches too. The naive
+// x/oauth2 map keeps x/oauth2's default (10 s), as naive code does.
 const expiryWindow = dropboxsign.DefaultExpiryWindow
 
 // benchConfig is the client configuration of every holder: the holders
