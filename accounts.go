@@ -33,7 +33,7 @@ import (
 // the user logs in again.
 //
 // Memory is bounded: at most [WithMaxAccounts] accounts are held (10,000 by
-// default, about 450 bytes each); beyond that the least recently used are
+// default, about 460 bytes each, their tokens included); beyond that the least recently used are
 // let go, and one that is used again costs a store read. No goroutine and no
 // timer is kept per account: work happens when callers come.
 type Accounts struct {
@@ -194,6 +194,11 @@ func forget(g goneEntry) {
 	g.shard.mu.Lock()
 	if wp, ok := g.shard.gone[g.key]; ok && wp.Value() == nil {
 		delete(g.shard.gone, g.key)
+		if len(g.shard.gone) == 0 {
+			// Go maps never shrink: one that held every source let go
+			// between two collections would keep its size for good.
+			g.shard.gone = map[string]weak.Pointer[TokenSource]{}
+		}
 	}
 	g.shard.mu.Unlock()
 }

@@ -170,7 +170,7 @@ func (s *TokenSource) adopt(ctx context.Context, st *state, stored *oauth2.Token
 	if !next.usable(now) || next.needsRefresh(now) {
 		return nil
 	}
-	next.stored = stored
+	next.stored = next.tok // what the store holds: Save compares access and refresh tokens, which slim keeps
 	s.emit(ctx, Event{Kind: EventAdopted, Expiry: stored.Expiry})
 	return next
 }
@@ -185,7 +185,7 @@ func (s *TokenSource) holdUsable(st *state, stored *oauth2.Token, now time.Time)
 	if !next.usable(now) || st.usable(now) && (!st.expires || next.expires && !next.usableUntil.After(st.usableUntil)) {
 		return st
 	}
-	next.stored = stored
+	next.stored = next.tok // as in adopt: one copy of the token, not two
 	t := next.edit()
 	t.err, t.failures, t.retryAt, t.refusedRT = st.tr.err, st.tr.failures, st.tr.retryAt, st.tr.refusedRT
 	return next

@@ -1,6 +1,6 @@
 module github.com/dropboxsign-go/dropboxsign/bench
 
-go 1.26.8
+go 1.26.0
 
 // Developed in one repository with the core module.
 replace (
