@@ -51,6 +51,16 @@ type Options struct {
 	// running fleet). Tokens stored as plain JSON before encryption was
 	// turned on still load, and are sealed at their next save.
 	Sealer *dropboxsign.Sealer
+	// WaitReplicas, if above 0, makes Save wait (Redis's WAIT, on the
+	// connection that wrote) until that many replicas of the key's master
+	// have the new token, for up to WaitTimeout (default 1 s); fewer is an
+	// error, though the token is written. Redis replicates asynchronously:
+	// without it, a master that fails right after a Save may take the new
+	// token with it, and with rotating refresh tokens that costs the account
+	// a re-authorization. It costs a replication round trip per save (one
+	// per refresh), never a read.
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // Store is a dropboxsign.Store in Redis. It is safe for concurrent use.
@@ -59,6 +69,8 @@ type Store struct {
 	prefix string
 	ttl    time.Duration
 	sealer *dropboxsign.Sealer // nil: tokens stored as plain JSON
+	wait   int
+	waitTO time.Duration
 }
 
 var _ dropboxsign.Lister = (*Store)(nil)
@@ -79,6 +91,10 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("redisstore: LeaseTTL %v is below 100ms", s.ttl)
 	}
 	s.sealer = opts.Sealer
+	s.wait, s.waitTO = opts.WaitReplicas, opts.WaitTimeout
+	if s.waitTO <= 0 {
+		s.waitTO = time.Second
+	}
 	return s, nil
 }
 
@@ -274,12 +290,49 @@ func (s *Store) Save(ctx context.Context, key string, prev, t *oauth2.Token) err
 	if err != nil {
 		return err
 	}
-	n, err := saveScript.Run(ctx, s.client, []string{rk}, fingerprint(prev), fingerprint(t), blob).Int()
+	args := []any{fingerprint(prev), fingerprint(t), blob}
+	if s.wait > 0 {
+		return s.saveAndWait(ctx, key, rk, args)
+	}
+	n, err := saveScript.Run(ctx, s.client, []string{rk}, args...).Int()
 	if err != nil {
 		return fmt.Errorf("redisstore: save %q: %w", key, err)
 	}
 	if n == 0 {
 		return dropboxsign.ErrConflict
+	}
+	return nil
+}
+
+// saveAndWait runs the save script and WAIT in one pipeline, on one
+// connection to the master that holds rk: WAIT counts the replicas that
+// have this connection's writes.
+func (s *Store) saveAndWait(ctx context.Context, key, rk string, args []any) error {
+	var node redis.Cmdable = s.client
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		master, err := cc.MasterForKey(ctx, rk)
+		if err != nil {
+			return fmt.Errorf("redisstore: save %q: finding its master: %w", key, err)
+		}
+		node = master
+	}
+	var saved, acked *redis.Cmd
+	_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
+		saved = saveScript.Eval(ctx, p, []string{rk}, args...)
+		acked = p.Do(ctx, "WAIT", s.wait, s.waitTO.Milliseconds())
+		return nil
+	})
+	n, serr := saved.Int()
+	replicas, _ := acked.Int64()
+	switch {
+	case serr != nil:
+		return fmt.Errorf("redisstore: save %q: %w", key, serr)
+	case n == 0:
+		return dropboxsign.ErrConflict
+	case err != nil:
+		return fmt.Errorf("redisstore: save %q: written, but waiting for replicas failed: %w", key, err)
+	case replicas < int64(s.wait):
+		return fmt.Errorf("redisstore: save %q: written, but only %d of %d replicas had it within %v: a failover now could lose it", key, replicas, s.wait, s.waitTO)
 	}
 	return nil
 }

@@ -21,7 +21,10 @@ import (
 func TestMain(m *testing.M) {
 	fleettest.Main(func() (dropboxsign.Store, error) {
 		ttl, _ := time.ParseDuration(os.Getenv("FLEET_REDIS_LEASE"))
-		c := redis.NewClient(&redis.Options{Addr: os.Getenv("FLEET_REDIS_ADDR")})
+		var c redis.UniversalClient = redis.NewClient(&redis.Options{Addr: os.Getenv("FLEET_REDIS_ADDR")})
+		if addrs := os.Getenv("FLEET_REDIS_CLUSTER"); addrs != "" {
+			c = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(addrs, ",")})
+		}
 		return redisstore.New(c, redisstore.Options{Prefix: os.Getenv("FLEET_REDIS_PREFIX"), LeaseTTL: ttl})
 	})
 	os.Exit(m.Run())

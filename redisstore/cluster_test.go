@@ -1,0 +1,159 @@
+package redisstore_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/internal/fleettest"
+	"github.com/dropboxsign-go/dropboxsign/internal/redistest"
+	"github.com/dropboxsign-go/dropboxsign/internal/storetest"
+	"github.com/dropboxsign-go/dropboxsign/redisstore"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/oauth2"
+)
+
+// The Redis store on a real Redis Cluster of 3 masters, each with a
+// replica: the conformance suite (listing goes over every master), the
+// fleet, a SIGKILLed lease holder, a failover of the master that holds an
+// account's keys mid-run, and saves that wait for a replica surviving their
+// master's death.
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a cluster of six servers and multi-process runs")
+	}
+	c := redistest.StartCluster(t, 3, 1)
+	client := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), MaxRedirects: 16,
+		DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
+	t.Cleanup(func() { client.Close() })
+
+	t.Run("Conformance", func(t *testing.T) {
+		for name, sealer := range map[string]*dropboxsign.Sealer{"plain": nil, "sealed": mustSealer(t, bytes.Repeat([]byte{9}, 32))} {
+			t.Run(name, func(t *testing.T) {
+				storetest.Run(t, func(t *testing.T) dropboxsign.Store {
+					s, err := redisstore.New(client, redisstore.Options{Prefix: prefix(), Sealer: sealer})
+					if err != nil {
+						t.Fatal(err)
+					}
+					return s
+				})
+			})
+		}
+	})
+
+	fleet := func(t *testing.T, kill time.Duration) (fleettest.Config, *redisstore.Store, string) {
+		p := prefix()
+		store, err := redisstore.New(client, redisstore.Options{Prefix: p, LeaseTTL: time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fleettest.Config{Replicas: 4, Accounts: 50, Duration: 8 * time.Second, Lifetime: 4 * time.Second, Callers: 4, KillAfter: kill,
+			StoreEnv: []string{"FLEET_REDIS_CLUSTER=" + strings.Join(c.Addrs(), ","), "FLEET_REDIS_PREFIX=" + p, "FLEET_REDIS_LEASE=1s"}}, store, p
+	}
+	t.Run("Fleet", func(t *testing.T) {
+		cfg, store, _ := fleet(t, 0)
+		fleettest.Check(t, cfg, fleettest.Run(t, cfg, store))
+	})
+	t.Run("FleetSurvivesAKilledLockHolder", func(t *testing.T) {
+		cfg, store, _ := fleet(t, 3*time.Second)
+		fleettest.Check(t, cfg, fleettest.Run(t, cfg, store))
+	})
+
+	// A manual failover (CLUSTER FAILOVER on the replica: it waits until the
+	// replica has every write, then swaps roles) of the master that holds
+	// account 0's token, while the fleet refreshes: nothing is lost.
+	t.Run("FleetSurvivesAFailover", func(t *testing.T) {
+		cfg, store, p := fleet(t, 0)
+		f := fleettest.New(t, cfg, store)
+		key := p + "token:" + fleettest.Key(0)
+		var from, to string
+		rep := f.Phase(fleettest.Phase{Replicas: 4, Duration: 8 * time.Second, Callers: 4, During: func(ctx context.Context) {
+			time.Sleep(2500 * time.Millisecond) // the timing of the fault, not of an assertion
+			master, replica := c.MasterOf(key)
+			from, to = master.Addr, replica.Addr
+			if out, err := redistest.Cmd(replica.Addr, "cluster", "failover"); err != nil || out != "OK" {
+				t.Errorf("CLUSTER FAILOVER: %q, %v", out, err)
+			}
+		}})
+		if now, _ := c.MasterOf(key); now == nil || now.Addr != to {
+			t.Errorf("account 0's slot moved from %s to %v, want %s", from, now, to)
+		}
+		t.Logf("failover of %s to %s at 2.5 s: %d API calls, %d failed, %d refreshes, %d stale refresh tokens",
+			from, to, rep.Calls, rep.Failures, rep.Server.Refreshes, rep.Server.StaleRefreshTokens)
+		if rep.Failures != 0 || rep.Server.StaleRefreshTokens != 0 {
+			t.Errorf("%d of %d calls failed (first: %s), %d stale refresh tokens", rep.Failures, rep.Calls, rep.FirstError, rep.Server.StaleRefreshTokens)
+		}
+		if n := f.Valid(); n != cfg.Accounts {
+			t.Errorf("%d of %d accounts valid after the failover", n, cfg.Accounts)
+		}
+	})
+
+	// WaitReplicas: a save returns once a replica has it, so that the
+	// master's death (SIGKILL, then the replica's promotion) loses none of
+	// the saves that returned; asking for more replicas than there are is
+	// an error, though the token is written.
+	t.Run("WaitReplicasSurvivesAKilledMaster", func(t *testing.T) {
+		ctx := ctxFor(t)
+		p := prefix()
+		store, err := redisstore.New(client, redisstore.Options{Prefix: p, WaitReplicas: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved := map[string]*oauth2.Token{}
+		for i := range 30 {
+			key := fmt.Sprint("acct-", i)
+			tok := &oauth2.Token{AccessToken: fmt.Sprint("at-", i), RefreshToken: fmt.Sprint("rt-", i), Expiry: time.Now().Add(time.Hour)}
+			if err := store.Save(ctx, key, nil, tok); err != nil {
+				t.Fatalf("%s: %v", key, err)
+			}
+			saved[key] = tok
+		}
+		master, replica := c.MasterOf(p + "token:acct-0")
+		master.Stop() // SIGKILL: no shutdown, no last sync
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if now, _ := c.MasterOf(p + "token:acct-0"); now != nil && now.Addr == replica.Addr {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the replica was not promoted within 20 s")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		// go-redis learns the new slot map at its next reload (on errors, or
+		// every few seconds): ask for it now rather than wait.
+		client.ReloadState(ctx)
+		deadline = time.Now().Add(20 * time.Second)
+		for key, tok := range saved {
+			for {
+				got, err := store.Load(ctx, key)
+				if err == nil {
+					if got.AccessToken != tok.AccessToken {
+						t.Errorf("%s: %q after the failover, want %q", key, got.AccessToken, tok.AccessToken)
+					}
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %v after the failover", key, err)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		master.Start() // back, as the new master's replica
+		c.WaitHealthy()
+		greedy, _ := redisstore.New(client, redisstore.Options{Prefix: p, WaitReplicas: 2, WaitTimeout: 200 * time.Millisecond})
+		tok := &oauth2.Token{AccessToken: "at-greedy", RefreshToken: "rt-greedy"}
+		err = greedy.Save(ctx, "greedy", nil, tok)
+		if err == nil || errors.Is(err, dropboxsign.ErrConflict) || !strings.Contains(err.Error(), "only 1 of 2 replicas") {
+			t.Errorf("waiting for 2 replicas of 1: %v", err)
+		}
+		if got, err := greedy.Load(ctx, "greedy"); err != nil || got.AccessToken != tok.AccessToken {
+			t.Errorf("written all the same: %v, %v", got, err)
+		}
+	})
+}
