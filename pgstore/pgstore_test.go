@@ -160,22 +160,46 @@ func TestFleetSurvivesAKilledLockHolder(t *testing.T) {
 }
 
 // The database restarts mid-run (an immediate shutdown, as a crash leaves
-// it, down for a second): replicas keep serving their cached tokens, pick
-// the store up again, and lose no refresh token.
+// it, down for a second and its recovery): replicas keep serving their
+// cached tokens, pick the store up again, and lose no refresh token.
+//
+// The restart comes half a second after every account's first refresh (at
+// about 2.5 s), when the replicas hold tokens good for 3 s more. Timed from
+// the start instead, on a loaded machine it could begin before a slow first
+// wave of refreshes had been stored, and last, recovery included, past the
+// seeded tokens' expiry: calls would then fail for want of any valid token,
+// which no cache can help. (A fault in the middle of a refresh is
+// TestConnectionsKilledWhileHoldingTheLock's.)
 func TestFleetSurvivesADatabaseRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a multi-process run of several seconds")
 	}
 	cfg, store, srv := fleetConfig(t, 0)
 	f := fleettest.New(t, cfg, store)
+	var at, down time.Duration
+	started := time.Now()
 	rep := f.Phase(fleettest.Phase{Replicas: 4, Duration: 8 * time.Second, Callers: 4, During: func(ctx context.Context) {
-		time.Sleep(2500 * time.Millisecond) // the timing of the fault, not of any assertion
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for f.Server.Stats().Refreshes < cfg.Accounts {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+		time.Sleep(500 * time.Millisecond) // the timing of the fault, not of any assertion
+		at = time.Since(started)
 		srv.Stop()
 		time.Sleep(time.Second)
 		srv.Start()
+		down = time.Since(started) - at
 	}})
-	t.Logf("database restarted at 2.5 s, down 1 s: %d API calls, %d failed, %d refreshes, %d stale refresh tokens",
-		rep.Calls, rep.Failures, rep.Server.Refreshes, rep.Server.StaleRefreshTokens)
+	t.Logf("database restarted at %.1f s, unavailable %.1f s: %d API calls, %d failed, %d refreshes, %d stale refresh tokens",
+		at.Seconds(), down.Seconds(), rep.Calls, rep.Failures, rep.Server.Refreshes, rep.Server.StaleRefreshTokens)
+	if at == 0 {
+		t.Fatal("the fleet never refreshed every account: the database was not restarted")
+	}
 	if rep.Failures != 0 || rep.Server.StaleRefreshTokens != 0 {
 		t.Errorf("%d of %d calls failed (first: %s), %d stale refresh tokens", rep.Failures, rep.Calls, rep.FirstError, rep.Server.StaleRefreshTokens)
 	}
