@@ -43,6 +43,7 @@ type Accounts struct {
 	shards [accountShards]accountShard
 	held   atomic.Int64 // accounts held, in all shards
 	evict  sync.Mutex   // one eviction at a time
+	noKey  *TokenSource // what TokenSource("") returns: every call fails
 }
 
 const accountShards = 64
@@ -77,6 +78,10 @@ func WithMaxAccounts(n int) Option {
 
 var errNoStore = &configError{"dropboxsign: NewAccounts needs a Store: it is where the app keeps its connected accounts"}
 
+// errNoAccountKey refuses the empty key: an empty user ID (a session that
+// lost it, say) must not become one account that all such requests share.
+var errNoAccountKey = &configError{"dropboxsign: empty account key: each account needs a key of its own, such as your user's ID"}
+
 // NewAccounts returns an Accounts that refreshes tokens with c's client
 // credentials at c.Endpoint.TokenURL and keeps them in store, under each
 // account's key. Every option applies to every account's source; store
@@ -92,6 +97,9 @@ func NewAccounts(ctx context.Context, c *oauth2.Config, store Store, opts ...Opt
 		cfg.configErr = errNoStore
 	}
 	a := &Accounts{cfg: cfg, max: cfg.opts.maxAccounts, seed: maphash.MakeSeed()}
+	noKey := &sourceConfig{ctx: cfg.ctx, opts: cfg.opts, events: cfg.events, configErr: errNoAccountKey}
+	noKey.opts.store = nil // nothing is read or written for it
+	a.noKey = noKey.newSource("", nil)
 	for i := range a.shards {
 		a.shards[i].held = map[string]*TokenSource{}
 		a.shards[i].gone = map[string]weak.Pointer[TokenSource]{}
@@ -103,8 +111,14 @@ func NewAccounts(ctx context.Context, c *oauth2.Config, store Store, opts ...Opt
 // caller for as long as anything holds it, made on first use without I/O
 // (its first call loads the stored token). Its calls fail with a
 // [*RefusedError] for an account whose grant is gone, and with an error
-// for which [Classify] says Reauthorize for one that has none stored.
+// for which [Classify] says Reauthorize for one that has none stored. The
+// empty key is no account: its calls fail, as Login does, with an error
+// for which Classify says Misconfigured, and touch neither the store nor
+// Dropbox Sign.
 func (a *Accounts) TokenSource(account string) *TokenSource {
+	if account == "" {
+		return a.noKey
+	}
 	sh := &a.shards[maphash.String(a.seed, account)%accountShards]
 	sh.mu.RLock()
 	s := sh.held[account]
@@ -251,6 +265,9 @@ func (a *Accounts) Login(ctx context.Context, account, code, state string) (*oau
 	defer a.cfg.leave()
 	if a.cfg.configErr != nil {
 		return nil, a.cfg.configErr
+	}
+	if account == "" {
+		return nil, errNoAccountKey // before the code is spent
 	}
 	s := a.TokenSource(account)
 	reqCtx := a.cfg.requestStarted(ctx, "exchange", account)

@@ -431,6 +431,37 @@ func TestAccountsWithoutAStoreSayWhatIsMissing(t *testing.T) {
 	}
 }
 
+// The empty key is no account: an empty user ID (a session that lost it)
+// must not reach a token that every such request would share, even one
+// stored under "". Nothing is read, written or spent for it.
+func TestAccountsRefuseTheEmptyKey(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	inner := dropboxsigntest.NewStore()
+	inner.Save(ctx, "", nil, srv.IssueToken())
+	store := &storetest.Counting{Store: inner}
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), store)
+	code := authorize(t, srv, srv.Config(), "state-1")
+	_, errLogin := a.Login(ctx, "", code, "state-1")
+	_, errClient := a.Client("").Get(srv.AccountURL())
+	_, errToken := a.TokenSource("").TokenContext(ctx)
+	for name, err := range map[string]error{"Login": errLogin, "Client": errClient, "TokenContext": errToken} {
+		if err == nil || dropboxsign.Classify(err) != dropboxsign.Misconfigured || !strings.Contains(err.Error(), "empty account key") {
+			t.Errorf("%s(\"\"): %v; want an empty-key error classed Misconfigured", name, err)
+		}
+	}
+	if n := store.Calls(); n != 0 {
+		t.Errorf("%d store calls for the empty key", n)
+	}
+	if st := srv.Stats(); st.TokenRequests != 0 || st.APICalls != 0 {
+		t.Errorf("the empty key reached Dropbox Sign: %+v", st)
+	}
+	// The code was not spent: the login under a real key works.
+	if _, err := a.Login(ctx, "user-1", code, "state-1"); err != nil {
+		t.Errorf("Login with the unspent code: %v", err)
+	}
+}
+
 // A TokenSource the app holds gets NewClient's behaviour through Transport:
 // the 401 replay.
 func TestTransportGivesAnyTokenSourceTheReplay(t *testing.T) {
