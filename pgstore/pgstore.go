@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,7 +46,9 @@ type Options struct {
 	// Schema holds the tables; default "public". It must exist.
 	Schema string
 	// TablePrefix starts the tables' names; default "dropboxsign_". Apps
-	// that share a database use different prefixes, or schemas.
+	// that share a database use different prefixes, or schemas. It is at
+	// most 49 bytes, so that every name made from it fits PostgreSQL's 63
+	// (New and CreateTables refuse a longer one).
 	TablePrefix string
 	// LeaseTTL is the refresh lock's lease (default DefaultLeaseTTL, at
 	// least 100 ms): how long other replicas wait when a holder dies. The
@@ -83,8 +86,32 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if s.ttl < 100*time.Millisecond {
 		return nil, fmt.Errorf("pgstore: LeaseTTL %v is below 100ms", s.ttl)
 	}
+	if err := checkNames(opts); err != nil {
+		return nil, err
+	}
 	s.tokens, s.locks = tableNames(opts)
 	return s, nil
+}
+
+// maxIdentifier is PostgreSQL's limit on a name, in bytes (NAMEDATALEN-1).
+// It truncates longer names silently, which could make the tokens and locks
+// tables one table.
+const maxIdentifier = 63
+
+// checkNames refuses a schema or prefix that PostgreSQL would truncate or
+// cannot hold.
+func checkNames(opts Options) error {
+	schema, prefix := names(opts)
+	longest := prefix + "tokens_refused" // the index, the longest name made
+	switch {
+	case len(schema) > maxIdentifier:
+		return fmt.Errorf("pgstore: Schema is %d bytes; PostgreSQL names hold at most %d", len(schema), maxIdentifier)
+	case len(longest) > maxIdentifier:
+		return fmt.Errorf("pgstore: TablePrefix is %d bytes; with the names it starts (%q) at most %d", len(prefix), "tokens_refused", maxIdentifier-len("tokens_refused"))
+	case strings.ContainsRune(schema+prefix, 0):
+		return errors.New("pgstore: Schema and TablePrefix cannot contain a NUL byte")
+	}
+	return nil
 }
 
 func tableNames(opts Options) (tokens, locks string) {
@@ -127,6 +154,9 @@ CREATE TABLE IF NOT EXISTS ` + locks + ` (
 
 // CreateTables creates the store's tables if they do not exist.
 func CreateTables(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
+	if err := checkNames(opts); err != nil {
+		return err
+	}
 	if _, err := pool.Exec(ctx, SQL(opts)); err != nil {
 		return fmt.Errorf("pgstore: creating the tables: %w", err)
 	}

@@ -131,6 +131,33 @@ func TestTablesAndSealing(t *testing.T) {
 	if _, err := pgstore.New(pool, pgstore.Options{LeaseTTL: time.Millisecond}); err == nil {
 		t.Error("a 1 ms lease was accepted")
 	}
+
+	// PostgreSQL truncates a name past 63 bytes without an error: with a
+	// long enough prefix the tokens and locks tables would be one. Such a
+	// prefix is refused; the longest accepted one works.
+	long := pgstore.Options{Schema: opts.Schema, TablePrefix: strings.Repeat("p", 63)}
+	if err := pgstore.CreateTables(ctx, pool, long); err == nil || !strings.Contains(err.Error(), "TablePrefix") {
+		t.Errorf("CreateTables with a 63-byte prefix: %v; want an error naming TablePrefix", err)
+	}
+	if _, err := pgstore.New(pool, long); err == nil || !strings.Contains(err.Error(), "TablePrefix") {
+		t.Errorf("New with a 63-byte prefix: %v; want an error naming TablePrefix", err)
+	}
+	longest := pgstore.Options{Schema: opts.Schema, TablePrefix: strings.Repeat("q", 49)}
+	if err := pgstore.CreateTables(ctx, pool, longest); err != nil {
+		t.Fatalf("CreateTables with a 49-byte prefix: %v", err)
+	}
+	ls := newStore(t, pool, longest)
+	if err := ls.Save(ctx, "dave", nil, tok); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := ls.Lock(ctx, "dave")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if got, err := ls.Load(ctx, "dave"); err != nil || got.RefreshToken != tok.RefreshToken {
+		t.Errorf("with a 49-byte prefix: %v, %v", got, err)
+	}
 }
 
 func fleetConfig(t *testing.T, kill time.Duration) (fleettest.Config, *pgstore.Store, *pgtest.Server) {
