@@ -328,6 +328,7 @@ func (a *Accounts) Stats() AccountsStats {
 //	srv.Shutdown(ctx)      // http.Server: no new requests, wait for those in flight
 //	accounts.Shutdown(ctx) // then: no new refreshes, wait for those in flight
 func (a *Accounts) Shutdown(ctx context.Context) error {
+	a.noKey.cfg.closed.Store(true) // it has no work to wait for
 	return a.cfg.shutdown(ctx)
 }
 

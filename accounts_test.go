@@ -367,9 +367,10 @@ func TestShutdownWaitsForARefreshAndItsSave(t *testing.T) {
 		t.Errorf("the stored refresh token does not work: %v", err)
 	}
 	for name, call := range map[string]func() error{
-		"Client":      func() error { _, err := a.Client("erin").Get(srv.AccountURL()); return err },
-		"TokenSource": func() error { _, err := a.TokenSource("erin").TokenContext(ctx); return err },
-		"Login":       func() error { _, err := a.Login(ctx, "erin", "code", "state"); return err },
+		"Client":        func() error { _, err := a.Client("erin").Get(srv.AccountURL()); return err },
+		"TokenSource":   func() error { _, err := a.TokenSource("erin").TokenContext(ctx); return err },
+		"Login":         func() error { _, err := a.Login(ctx, "erin", "code", "state"); return err },
+		"the empty key": func() error { _, err := a.TokenSource("").TokenContext(ctx); return err },
 	} {
 		if err := call(); !errors.Is(err, dropboxsign.ErrShutdown) {
 			t.Errorf("%s after Shutdown: %v, want ErrShutdown", name, err)
