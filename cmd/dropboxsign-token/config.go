@@ -81,6 +81,9 @@ func (s *settings) parse(args []string) error {
 			*p = os.Getenv(env)
 		}
 	}
+	if s.fs.given("account") && s.account == "" {
+		return usagef("-account is empty: name the account (the default is \"default\")")
+	}
 	return nil
 }
 

@@ -326,6 +326,7 @@ func TestClearErrorsForBadInput(t *testing.T) {
 		{"bad endpoint", c, []string{"print", "-endpoint", "ftp://x"}, 2, "-endpoint \"ftp://x\" is not an http(s) base URL"},
 		{"bad endpoint from env", with("DROPBOX_SIGN_ENDPOINT=ftp://x"), []string{"print"}, 2, "DROPBOX_SIGN_ENDPOINT \"ftp://x\" is not"},
 		{"plain http endpoint", c, []string{"print", "-endpoint", "http://example.com"}, 2, "plain http is allowed only on loopback"},
+		{"empty account", c, []string{"print", "-account", ""}, 2, "-account is empty: name the account"},
 		{"no token", c, []string{"print", "-account", "nobody"}, 3, "no token stored for account nobody in " + c.dir() + ": run 'dropboxsign-token login -account nobody'"},
 		{"no token directory", noDir, []string{"print"}, 3, "missing does not exist): run 'dropboxsign-token login -account default'"},
 		{"corrupt token file", c, []string{"print", "-account", "broken"}, 1, "broken.json is not a token file"},
