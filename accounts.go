@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 	"weak"
 
 	"golang.org/x/oauth2"
@@ -43,7 +45,6 @@ type Accounts struct {
 	shards [accountShards]accountShard
 	held   atomic.Int64 // accounts held, in all shards
 	evict  sync.Mutex   // one eviction at a time
-	noKey  *TokenSource // what TokenSource("") returns: every call fails
 }
 
 const accountShards = 64
@@ -67,7 +68,9 @@ const DefaultMaxAccounts = 10000
 // once (default [DefaultMaxAccounts]); the least recently used beyond that
 // are let go, and reloaded from the store when used again. An account in
 // the middle of a refresh or a save, or whose newest token is not yet
-// stored, is never let go. Token sources made by [NewTokenSource] ignore it.
+// stored, is never let go, and one let go while a caller still used it is
+// held again if its newest token then fails to be stored. So the count may
+// pass n while saves fail. Token sources made by [NewTokenSource] ignore it.
 func WithMaxAccounts(n int) Option {
 	return func(o *options) {
 		if n > 0 {
@@ -78,8 +81,26 @@ func WithMaxAccounts(n int) Option {
 
 var errNoStore = &configError{"dropboxsign: NewAccounts needs a Store: it is where the app keeps its connected accounts"}
 
-// errNoAccountKey refuses the empty key: an empty user ID (a session that
-// lost it, say) must not become one account that all such requests share.
+// MaxAccountKeyLen is the longest account key, in bytes. With "valid UTF-8
+// without NUL", it makes every key one that every store can hold
+// (PostgreSQL's text and its index entries, file names once escaped).
+const MaxAccountKeyLen = 1024
+
+// checkAccountKey refuses a key no account may have. The empty key above
+// all: an empty user ID (a session that lost it, say) must not become one
+// account that all such requests share.
+func checkAccountKey(key string) error {
+	switch {
+	case key == "":
+		return errNoAccountKey
+	case len(key) > MaxAccountKeyLen:
+		return configErrorf("account key of %d bytes: at most %d", len(key), MaxAccountKeyLen)
+	case !utf8.ValidString(key) || strings.IndexByte(key, 0) >= 0:
+		return configErrorf("account key %q is not valid UTF-8 without NUL bytes", key)
+	}
+	return nil
+}
+
 var errNoAccountKey = &configError{"dropboxsign: empty account key: each account needs a key of its own, such as your user's ID"}
 
 // NewAccounts returns an Accounts that refreshes tokens with c's client
@@ -97,9 +118,7 @@ func NewAccounts(ctx context.Context, c *oauth2.Config, store Store, opts ...Opt
 		cfg.configErr = errNoStore
 	}
 	a := &Accounts{cfg: cfg, max: cfg.opts.maxAccounts, seed: maphash.MakeSeed()}
-	noKey := &sourceConfig{ctx: cfg.ctx, opts: cfg.opts, events: cfg.events, configErr: errNoAccountKey}
-	noKey.opts.store = nil // nothing is read or written for it
-	a.noKey = noKey.newSource("", nil)
+	cfg.pin = a.pin
 	for i := range a.shards {
 		a.shards[i].held = map[string]*TokenSource{}
 		a.shards[i].gone = map[string]weak.Pointer[TokenSource]{}
@@ -111,14 +130,14 @@ func NewAccounts(ctx context.Context, c *oauth2.Config, store Store, opts ...Opt
 // caller for as long as anything holds it, made on first use without I/O
 // (its first call loads the stored token). Its calls fail with a
 // [*RefusedError] for an account whose grant is gone, and with an error
-// for which [Classify] says Reauthorize for one that has none stored. The
-// empty key is no account: its calls fail, as Login does, with an error
-// for which Classify says Misconfigured, and touch neither the store nor
-// Dropbox Sign.
+// for which [Classify] says Reauthorize for one that has none stored.
+//
+// An account key is the app's identifier for the user: not empty, valid
+// UTF-8 without NUL bytes, at most [MaxAccountKeyLen] bytes, so that every
+// store can hold it. For any other key, the source's calls fail, as Login
+// does, with an error for which Classify says Misconfigured, and touch
+// neither the store nor Dropbox Sign.
 func (a *Accounts) TokenSource(account string) *TokenSource {
-	if account == "" {
-		return a.noKey
-	}
 	sh := &a.shards[maphash.String(a.seed, account)%accountShards]
 	sh.mu.RLock()
 	s := sh.held[account]
@@ -137,6 +156,10 @@ func (a *Accounts) hold(sh *accountShard, account string) *TokenSource {
 	if s != nil { // another caller was first
 		sh.mu.Unlock()
 		return s
+	}
+	if err := checkAccountKey(account); err != nil {
+		sh.mu.Unlock()
+		return a.refusedKey(err)
 	}
 	if wp, ok := sh.gone[account]; ok {
 		s = wp.Value()
@@ -194,6 +217,34 @@ func (a *Accounts) letGo() {
 			runtime.AddCleanup(s, forget, goneEntry{c.shard, c.key})
 		}
 		c.shard.mu.Unlock()
+	}
+}
+
+// refusedKey returns a source, held by nobody, whose every call fails
+// with err and reads or writes nothing: the source of a key no account may
+// have (such keys are rare, and never on the hot path: they are never
+// held).
+func (a *Accounts) refusedKey(err error) *TokenSource {
+	cfg := &sourceConfig{ctx: a.cfg.ctx, opts: a.cfg.opts, events: a.cfg.events, configErr: err}
+	cfg.opts.store = nil
+	cfg.closed.Store(a.cfg.closed.Load())
+	return cfg.newSource("", nil)
+}
+
+// pin holds s again if it was let go: it now has a token not yet stored,
+// which would be lost if s were collected (a caller kept s, or a request
+// through Client was under way, when it was let go).
+func (a *Accounts) pin(s *TokenSource) {
+	sh := &a.shards[maphash.String(a.seed, s.key)%accountShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.held[s.key] == s {
+		return
+	}
+	if wp, ok := sh.gone[s.key]; ok && wp.Value() == s {
+		delete(sh.gone, s.key)
+		sh.held[s.key] = s
+		a.held.Add(1)
 	}
 }
 
@@ -266,8 +317,8 @@ func (a *Accounts) Login(ctx context.Context, account, code, state string) (*oau
 	if a.cfg.configErr != nil {
 		return nil, a.cfg.configErr
 	}
-	if account == "" {
-		return nil, errNoAccountKey // before the code is spent
+	if err := checkAccountKey(account); err != nil {
+		return nil, err // before the code is spent
 	}
 	s := a.TokenSource(account)
 	reqCtx := a.cfg.requestStarted(ctx, "exchange", account)
@@ -320,16 +371,39 @@ func (a *Accounts) Stats() AccountsStats {
 
 // Shutdown stops new refreshes and logins, and waits until those under way
 // have ended and their tokens are stored, or until ctx ends (it then
-// returns ctx's error). Every call after it begins, of the Accounts and of
-// its sources and clients, fails with [ErrShutdown]. Call it once the
-// server has stopped taking requests, so that a deploy's SIGTERM never loses
-// a refresh token that Dropbox Sign has just rotated:
+// returns ctx's error). A token whose save failed earlier and awaits its
+// retry is saved once more, at once: if that fails too, Shutdown returns
+// an error naming each such account (a [*SaveError] for each), since the
+// token, whose refresh token may be the only valid one, dies with the
+// process. Every call after Shutdown begins, of the Accounts and of its
+// sources and clients, fails with [ErrShutdown]. Call it once the server
+// has stopped taking requests, so that a deploy's SIGTERM never loses a
+// refresh token that Dropbox Sign has just rotated:
 //
 //	srv.Shutdown(ctx)      // http.Server: no new requests, wait for those in flight
 //	accounts.Shutdown(ctx) // then: no new refreshes, wait for those in flight
 func (a *Accounts) Shutdown(ctx context.Context) error {
-	a.noKey.cfg.closed.Store(true) // it has no work to wait for
-	return a.cfg.shutdown(ctx)
+	if err := a.cfg.shutdown(ctx); err != nil {
+		return err
+	}
+	var errs []error
+	for i := range a.shards {
+		sh := &a.shards[i]
+		var owed []*TokenSource
+		sh.mu.RLock()
+		for _, s := range sh.held {
+			if s.state.Load().tr.saveErr != nil {
+				owed = append(owed, s)
+			}
+		}
+		sh.mu.RUnlock()
+		for _, s := range owed {
+			if err := s.saveBeforeExit(ctx); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Refused yields the accounts whose grant Dropbox Sign has refused, which
@@ -355,6 +429,15 @@ func (s *TokenSource) install(ctx context.Context, tok *oauth2.Token) error {
 	var err error
 	for range maxInstallRounds {
 		if prev, _, err = s.load(ctx); err != nil {
+			// A record the store cannot read (corrupt, or sealed with a
+			// key rotated out) is what a new login repairs.
+			if r, ok := s.cfg.opts.store.(Replacer); ok {
+				if rerr := s.storeReplace(ctx, r, kept); rerr == nil {
+					prev, err = kept, nil
+				} else {
+					err = errors.Join(err, rerr)
+				}
+			}
 			break
 		}
 		if err = s.storeSave(ctx, prev, kept); !errors.Is(err, ErrConflict) {
@@ -362,7 +445,7 @@ func (s *TokenSource) install(ctx context.Context, tok *oauth2.Token) error {
 		}
 	}
 	next := newState(kept, s.cfg.opts.window)
-	next.stored = prev // if the save failed, what it must replace
+	next.stored = prev // if the save failed, what it must replace (nil when unreadable)
 	if err == nil {
 		next.stored = kept
 	} else {
@@ -374,6 +457,9 @@ func (s *TokenSource) install(ctx context.Context, tok *oauth2.Token) error {
 		err = t.saveErr
 	}
 	s.state.Store(next)
+	if err != nil && s.cfg.pin != nil {
+		s.cfg.pin(s) // Accounts may have let it go during the exchange
+	}
 	return err
 }
 

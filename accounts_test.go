@@ -434,8 +434,10 @@ func TestAccountsWithoutAStoreSayWhatIsMissing(t *testing.T) {
 
 // The empty key is no account: an empty user ID (a session that lost it)
 // must not reach a token that every such request would share, even one
-// stored under "". Nothing is read, written or spent for it.
-func TestAccountsRefuseTheEmptyKey(t *testing.T) {
+// stored under "". Nor may a key some store cannot hold (NUL, invalid
+// UTF-8, too long) fail only at the store, after the code is spent.
+// Nothing is read, written or spent for any of them.
+func TestAccountsRefuseKeysNoAccountMayHave(t *testing.T) {
 	srv := newServer(t)
 	ctx := testContext(t)
 	inner := dropboxsigntest.NewStore()
@@ -443,23 +445,37 @@ func TestAccountsRefuseTheEmptyKey(t *testing.T) {
 	store := &storetest.Counting{Store: inner}
 	a := dropboxsign.NewAccounts(ctx, srv.Config(), store)
 	code := authorize(t, srv, srv.Config(), "state-1")
-	_, errLogin := a.Login(ctx, "", code, "state-1")
-	_, errClient := a.Client("").Get(srv.AccountURL())
-	_, errToken := a.TokenSource("").TokenContext(ctx)
-	for name, err := range map[string]error{"Login": errLogin, "Client": errClient, "TokenContext": errToken} {
-		if err == nil || dropboxsign.Classify(err) != dropboxsign.Misconfigured || !strings.Contains(err.Error(), "empty account key") {
-			t.Errorf("%s(\"\"): %v; want an empty-key error classed Misconfigured", name, err)
+	for key, says := range map[string]string{
+		"":       "empty account key",
+		"a\x00b": "not valid UTF-8 without NUL",
+		"\xff":   "not valid UTF-8 without NUL",
+		strings.Repeat("k", dropboxsign.MaxAccountKeyLen+1): "account key of 1025 bytes: at most 1024",
+	} {
+		_, errLogin := a.Login(ctx, key, code, "state-1")
+		_, errClient := a.Client(key).Get(srv.AccountURL())
+		_, errToken := a.TokenSource(key).TokenContext(ctx)
+		for name, err := range map[string]error{"Login": errLogin, "Client": errClient, "TokenContext": errToken} {
+			if err == nil || dropboxsign.Classify(err) != dropboxsign.Misconfigured || !strings.Contains(err.Error(), says) {
+				t.Errorf("%s(%.20q): %v; want %q, classed Misconfigured", name, key, err, says)
+			}
 		}
 	}
 	if n := store.Calls(); n != 0 {
-		t.Errorf("%d store calls for the empty key", n)
+		t.Errorf("%d store calls for keys no account may have", n)
 	}
 	if st := srv.Stats(); st.TokenRequests != 0 || st.APICalls != 0 {
-		t.Errorf("the empty key reached Dropbox Sign: %+v", st)
+		t.Errorf("such keys reached Dropbox Sign: %+v", st)
 	}
-	// The code was not spent: the login under a real key works.
-	if _, err := a.Login(ctx, "user-1", code, "state-1"); err != nil {
+	if held := a.Stats().Held; held != 0 {
+		t.Errorf("%d sources held for them", held)
+	}
+	// The code was not spent: the login under the longest key works.
+	longest := strings.Repeat("k", dropboxsign.MaxAccountKeyLen)
+	if _, err := a.Login(ctx, longest, code, "state-1"); err != nil {
 		t.Errorf("Login with the unspent code: %v", err)
+	}
+	if _, err := a.TokenSource(longest).TokenContext(ctx); err != nil {
+		t.Errorf("the longest key: %v", err)
 	}
 }
 

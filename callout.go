@@ -86,6 +86,13 @@ func (s *TokenSource) storeLock(ctx context.Context) (func(), error) {
 	return unlock, err
 }
 
+func (s *TokenSource) storeReplace(ctx context.Context, r Replacer, t *oauth2.Token) error {
+	_, err := callOut(ctx, "Store.Replace", func() (struct{}, error) {
+		return struct{}{}, r.Replace(ctx, s.key, t)
+	}, nil)
+	return err
+}
+
 func (s *TokenSource) storeMarkRefused(ctx context.Context, refused *oauth2.Token) error {
 	_, err := callOut(ctx, "Store.MarkRefused", func() (struct{}, error) {
 		return struct{}{}, s.cfg.opts.store.MarkRefused(ctx, s.key, refused)

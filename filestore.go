@@ -301,6 +301,15 @@ func (f *FileStore) Save(ctx context.Context, key string, prev, t *oauth2.Token)
 	return f.swap(ctx, key, prev, fileRecord{Key: key, Token: t})
 }
 
+// Replace stores t under key whatever its file holds, even one the store
+// cannot read (see [Replacer]), under key's data lock.
+func (f *FileStore) Replace(ctx context.Context, key string, t *oauth2.Token) error {
+	if t == nil {
+		return errors.New("dropboxsign: FileStore: nil token")
+	}
+	return f.write(ctx, key, nil, fileRecord{Key: key, Token: t}, true)
+}
+
 // MarkRefused replaces key's token with a refusal mark if it is still
 // refused (see [Store]).
 func (f *FileStore) MarkRefused(ctx context.Context, key string, refused *oauth2.Token) error {
@@ -314,6 +323,11 @@ func (f *FileStore) MarkRefused(ctx context.Context, key string, refused *oauth2
 // swap writes next as key's file if the file holds prev (nil: nothing, or a
 // refusal mark), under key's data lock.
 func (f *FileStore) swap(ctx context.Context, key string, prev *oauth2.Token, next fileRecord) error {
+	return f.write(ctx, key, prev, next, false)
+}
+
+// write is swap, or with replace, an unconditional write.
+func (f *FileStore) write(ctx context.Context, key string, prev *oauth2.Token, next fileRecord, replace bool) error {
 	root, err := f.openDir()
 	if err != nil {
 		return err
@@ -326,6 +340,7 @@ func (f *FileStore) swap(ctx context.Context, key string, prev *oauth2.Token, ne
 	defer unlock()
 	rec, err := f.readIn(root, key)
 	switch {
+	case replace:
 	case errors.Is(err, ErrNotFound) || err == nil && rec.RefusedAt != nil:
 		if prev != nil {
 			return ErrConflict

@@ -59,6 +59,9 @@ func (s *TokenSource) publish(next *state) *state {
 			}
 		}
 		if s.state.CompareAndSwap(cur, next) {
+			if next.tr.saveErr != nil && s.cfg.pin != nil {
+				s.cfg.pin(s)
+			}
 			return next
 		}
 	}

@@ -3,6 +3,7 @@ package dropboxsign
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -40,6 +41,22 @@ func (s *TokenSource) save(runCtx context.Context, next *state, failures int, no
 	t.saveFailures = failures + 1
 	t.saveRetryAt = now.Add(backoff(t.saveFailures))
 	s.emit(runCtx, Event{Kind: EventSaveFailed, Err: t.saveErr, RetryAt: t.saveRetryAt, Failures: t.saveFailures, Expiry: next.tok.Expiry})
+}
+
+// saveBeforeExit retries a failed save at once, for Accounts.Shutdown: no
+// run starts any more, and once the process exits nobody would retry it.
+func (s *TokenSource) saveBeforeExit(ctx context.Context) error {
+	st := s.state.Load()
+	if st.tr.saveErr == nil {
+		return nil
+	}
+	next := *st
+	s.save(ctx, &next, st.tr.saveFailures, s.cfg.opts.now())
+	s.publish(&next)
+	if next.tr.saveErr != nil {
+		return fmt.Errorf("dropboxsign: account %q: %w", s.key, next.tr.saveErr)
+	}
+	return nil
 }
 
 func (s *TokenSource) saveToStore(ctx context.Context, next *state) error {

@@ -30,7 +30,12 @@ import (
 // is sealed at its next save.
 //
 // A nil *Sealer is valid: it writes plain JSON and refuses to open sealed
-// tokens. A Sealer is safe for concurrent use.
+// tokens. A zero Sealer (not made by NewSealer) has no keys: it seals and
+// opens nothing, with an error. A Sealer is safe for concurrent use.
+//
+// Sealing protects the tokens' secrecy, not the store's integrity against
+// someone who can write to it: since plain JSON still opens (for the
+// migration above), such a writer can plant a plain token of their own.
 type Sealer struct {
 	ids   [][]byte // the first 8 bytes of SHA-256 of each key
 	aeads []cipher.AEAD
@@ -94,6 +99,9 @@ func (s *Sealer) Seal(account string, t *oauth2.Token) ([]byte, error) {
 	if s == nil {
 		return plain, nil
 	}
+	if len(s.aeads) == 0 {
+		return nil, errNoKeys
+	}
 	aead := s.aeads[0]
 	nonce := make([]byte, aead.NonceSize())
 	rand.Read(nonce) // never fails (crypto/rand)
@@ -132,10 +140,13 @@ func (s *Sealer) Open(account string, blob []byte) (*oauth2.Token, error) {
 // with s's first key (false: it should be sealed again at its next save).
 func (s *Sealer) Sealed(blob []byte) (sealed, current bool) {
 	sealed = bytes.HasPrefix(blob, sealedMagic)
-	return sealed, sealed && s != nil && len(blob) >= len(sealedMagic)+8 && bytes.Equal(blob[len(sealedMagic):len(sealedMagic)+8], s.ids[0])
+	return sealed, sealed && s != nil && len(s.ids) > 0 && len(blob) >= len(sealedMagic)+8 && bytes.Equal(blob[len(sealedMagic):len(sealedMagic)+8], s.ids[0])
 }
 
 func (s *Sealer) open(account string, rest []byte) ([]byte, error) {
+	if len(s.ids) == 0 {
+		return nil, errNoKeys
+	}
 	if len(rest) < 8 {
 		return nil, errors.New("the stored token is sealed but truncated")
 	}
@@ -156,6 +167,9 @@ func (s *Sealer) open(account string, rest []byte) ([]byte, error) {
 	}
 	return nil, errors.New("the stored token was sealed with an encryption key that is not configured (rotated out too early?)")
 }
+
+// errNoKeys is a Sealer's error when it was not made by NewSealer.
+var errNoKeys = errors.New("dropboxsign: a Sealer without keys (make one with NewSealer; a nil *Sealer writes plain JSON)")
 
 // additionalData binds a sealed token to its account.
 func additionalData(account string) []byte {

@@ -131,3 +131,20 @@ func TestFileStoreSealsTokensAtRest(t *testing.T) {
 		t.Errorf("a sealed file copied under another key: %v", err)
 	}
 }
+
+// A zero Sealer (not made by NewSealer) has no keys: it says so, and never
+// panics or writes plain JSON in its name.
+func TestAZeroSealerSaysItHasNoKeys(t *testing.T) {
+	var s dropboxsign.Sealer
+	if blob, err := s.Seal("a", &oauth2.Token{AccessToken: "x"}); err == nil || !strings.Contains(err.Error(), "NewSealer") {
+		t.Errorf("Seal: %q, %v; want an error naming NewSealer", blob, err)
+	}
+	real, _ := dropboxsign.NewSealer(bytes.Repeat([]byte{1}, 32))
+	sealed, _ := real.Seal("a", &oauth2.Token{AccessToken: "x"})
+	if _, err := s.Open("a", sealed); err == nil || !strings.Contains(err.Error(), "NewSealer") {
+		t.Errorf("Open: %v; want an error naming NewSealer", err)
+	}
+	if isSealed, current := s.Sealed(sealed); !isSealed || current {
+		t.Errorf("Sealed: %v, %v; want true, false", isSealed, current)
+	}
+}

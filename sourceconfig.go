@@ -18,6 +18,10 @@ type sourceConfig struct {
 	ctx       context.Context // supplies values only
 	opts      options
 	events    *eventQueue // nil without observers
+	// pin, set by an Accounts, holds a source again that it had let go
+	// once the source has a token not yet stored, which must not be
+	// collected with it.
+	pin func(*TokenSource)
 
 	// Accounts.Shutdown: closed stops new work; busy counts the runs and
 	// logins under way, and idle is closed when the last one ends.

@@ -79,6 +79,20 @@ type Store interface {
 	MarkRefused(ctx context.Context, key string, refused *oauth2.Token) error
 }
 
+// A Replacer is a Store that can write a token over whatever a key holds,
+// without comparing: even a record it cannot read (corrupt, or sealed with
+// an encryption key since rotated out). [Accounts.Login] uses it when the
+// stored record cannot be read, so that a new login repairs the account
+// instead of failing to save. FileStore, the in-memory store of package
+// dropboxsigntest and the stores of the redisstore and pgstore modules are
+// Replacers; without one, such a login's save fails (a [*SaveError]).
+type Replacer interface {
+	Store
+	// Replace stores t under key, replacing anything there, refusal mark
+	// included.
+	Replace(ctx context.Context, key string, t *oauth2.Token) error
+}
+
 // A Lister is a Store that can list what it holds: for operators, and for
 // the app's page of accounts to reconnect. FileStore and the stores of the
 // redisstore and pgstore modules are Listers.

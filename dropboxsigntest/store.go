@@ -2,6 +2,7 @@ package dropboxsigntest
 
 import (
 	"context"
+	"errors"
 	"iter"
 	"sync"
 	"time"
@@ -83,6 +84,19 @@ func (s *Store) Save(_ context.Context, key string, prev, t *oauth2.Token) error
 	if !s.matches(key, prev) {
 		return dropboxsign.ErrConflict
 	}
+	s.entries[key] = storeEntry{tok: copyToken(t)}
+	return nil
+}
+
+// Replace stores t under key, replacing anything there (see
+// dropboxsign.Replacer).
+func (s *Store) Replace(_ context.Context, key string, t *oauth2.Token) error {
+	if t == nil {
+		return errors.New("dropboxsigntest: Store.Replace: nil token")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.Saves++
 	s.entries[key] = storeEntry{tok: copyToken(t)}
 	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -229,6 +230,25 @@ WHERE t.fingerprint IS NULL`
 	return nil
 }
 
+// Replace stores t under key, replacing anything there, even a row the
+// store cannot read (see dropboxsign.Replacer), in one statement.
+func (s *Store) Replace(ctx context.Context, key string, t *oauth2.Token) error {
+	if t == nil {
+		return errors.New("pgstore: nil token")
+	}
+	blob, err := s.sealer.Seal(key, t)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `INSERT INTO `+s.tokens+` (account, fingerprint, token, refused_at, updated_at) VALUES ($1, $2, $3, NULL, now())
+ON CONFLICT (account) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, refused_at = NULL, updated_at = now()`,
+		execMode, key, fingerprint(t), blob)
+	if err != nil {
+		return fmt.Errorf("pgstore: replace %q: %w", key, err)
+	}
+	return nil
+}
+
 // MarkRefused replaces key's token with a refusal mark, stamped with the
 // database's clock, if it is still refused (see dropboxsign.Store), in one
 // statement.
@@ -316,19 +336,22 @@ func randomOwner() string {
 	return hex.EncodeToString(b)
 }
 
-// Keys yields every key that holds a token or a refusal mark.
+// Keys yields every key that holds a token or a refusal mark, in the order
+// of the keys. It reads them in pages of listPage, and holds no connection
+// while it yields: the loop's body may use the store and the pool. A key
+// saved or removed during the listing may or may not be seen.
 func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		s.query(ctx, `SELECT account, refused_at FROM `+s.tokens, func(key string, _ *time.Time) bool { return yield(key, nil) },
+		s.query(ctx, "", func(key string, _ *time.Time) bool { return yield(key, nil) },
 			func(err error) { yield("", err) })
 	}
 }
 
-// Refused yields a *dropboxsign.RefusedError for each key marked refused
-// (an index serves it).
+// Refused yields a *dropboxsign.RefusedError for each key marked refused,
+// in pages as Keys does.
 func (s *Store) Refused(ctx context.Context) iter.Seq2[*dropboxsign.RefusedError, error] {
 	return func(yield func(*dropboxsign.RefusedError, error) bool) {
-		s.query(ctx, `SELECT account, refused_at FROM `+s.tokens+` WHERE refused_at IS NOT NULL`,
+		s.query(ctx, ` AND refused_at IS NOT NULL`,
 			func(key string, at *time.Time) bool {
 				return yield(&dropboxsign.RefusedError{Key: key, Since: *at}, nil)
 			},
@@ -336,25 +359,49 @@ func (s *Store) Refused(ctx context.Context) iter.Seq2[*dropboxsign.RefusedError
 	}
 }
 
-func (s *Store) query(ctx context.Context, sql string, each func(string, *time.Time) bool, fail func(error)) {
-	rows, err := s.pool.Query(ctx, sql, execMode)
-	if err != nil {
-		fail(fmt.Errorf("pgstore: listing: %w", err))
-		return
+// listPage is how many rows a listing reads at a time.
+const listPage = 500
+
+// query lists the rows that match where, a page at a time (keyset
+// pagination on the primary key), each page read in full before it is
+// yielded, so that no connection is held by a loop that may be long or may
+// itself use the pool.
+func (s *Store) query(ctx context.Context, where string, each func(string, *time.Time) bool, fail func(error)) {
+	type row struct {
+		key string
+		at  *time.Time
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var key string
-		var at *time.Time
-		if err := rows.Scan(&key, &at); err != nil {
+	after, first := "", true
+	for {
+		rows, err := s.pool.Query(ctx, `SELECT account, refused_at FROM `+s.tokens+` WHERE ($2 OR account > $1)`+where+
+			` ORDER BY account LIMIT `+strconv.Itoa(listPage), execMode, after, first)
+		if err != nil {
 			fail(fmt.Errorf("pgstore: listing: %w", err))
 			return
 		}
-		if !each(key, at) {
+		page := make([]row, 0, listPage)
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.key, &r.at); err != nil {
+				rows.Close()
+				fail(fmt.Errorf("pgstore: listing: %w", err))
+				return
+			}
+			page = append(page, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			fail(fmt.Errorf("pgstore: listing: %w", err))
 			return
 		}
-	}
-	if err := rows.Err(); err != nil {
-		fail(fmt.Errorf("pgstore: listing: %w", err))
+		for _, r := range page {
+			if !each(r.key, r.at) {
+				return
+			}
+		}
+		if len(page) < listPage {
+			return
+		}
+		after, first = page[len(page)-1].key, false
 	}
 }

@@ -3,6 +3,7 @@ package pgstore_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -372,4 +373,105 @@ func TestBehindPgBouncerInTransactionMode(t *testing.T) {
 	if stored, err := store.Load(ctx, "erin"); err != nil || stored.RefreshToken == old.RefreshToken {
 		t.Fatalf("stored through the bouncer: %v, %v", stored, err)
 	}
+}
+
+// A listing reads a page at a time and holds no connection while it yields:
+// with a pool of one connection, the loop's body can still use the store
+// (an app's reconnect page loads each account). Every key is listed once,
+// across pages.
+func TestListingHoldsNoConnection(t *testing.T) {
+	srv, _, opts := setUp(t)
+	ctx := ctxFor(t)
+	pool, err := pgxpool.New(ctx, srv.DSN()+"&pool_max_conns=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	s := newStore(t, pool, opts)
+	const n = 1203 // two full pages and a part
+	srv.MustQuery(t, fmt.Sprintf(`INSERT INTO %s.dropboxsign_tokens (account, fingerprint, token)
+SELECT 'acct-' || lpad(i::text, 5, '0'), 'fp', 'not a token'::bytea FROM generate_series(1, %d) i`, opts.Schema, n))
+	tok := &oauth2.Token{AccessToken: "at-1", RefreshToken: "rt-1"}
+	if err := s.Save(ctx, "alice", nil, tok); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkRefused(ctx, "alice", tok); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for key, err := range s.Keys(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[key] {
+			t.Fatalf("%s listed twice", key)
+		}
+		seen[key] = true
+		if key == "acct-00600" { // mid-listing, on the only connection
+			if err := s.Save(ctx, "bob", nil, tok); err != nil {
+				t.Fatalf("Save inside the listing: %v", err)
+			}
+		}
+	}
+	if len(seen) < n+1 {
+		t.Errorf("listed %d keys, want at least %d", len(seen), n+1)
+	}
+	refused := 0
+	for r, err := range s.Refused(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Load(ctx, r.Key); !errors.As(err, new(*dropboxsign.RefusedError)) {
+			t.Errorf("Load inside Refused: %v", err)
+		}
+		refused++
+	}
+	if refused != 1 {
+		t.Errorf("%d refused, want 1", refused)
+	}
+}
+
+// A new login repairs a row the store cannot open (sealed with a key since
+// rotated out): Accounts.Login replaces it.
+func TestLoginReplacesARowTheStoreCannotOpen(t *testing.T) {
+	_, pool, opts := setUp(t)
+	ctx := ctxFor(t)
+	fake := dropboxsigntest.NewServer()
+	defer fake.Close()
+	old, _ := dropboxsign.NewSealer(bytes.Repeat([]byte{1}, 32))
+	sealedWith := func(s *dropboxsign.Sealer) *pgstore.Store {
+		o := opts
+		o.Sealer = s
+		return newStore(t, pool, o)
+	}
+	sealedWith(old).Save(ctx, "alice", nil, fake.IssueToken())
+	store := sealedWith(sealer(t))
+	if _, err := store.Load(ctx, "alice"); err == nil {
+		t.Fatal("the row opens: the test needs one that does not")
+	}
+	accounts := dropboxsign.NewAccounts(ctx, fake.Config(), store)
+	code := fakeCode(t, fake, "st")
+	tok, err := accounts.Login(ctx, "alice", code, "st")
+	if err != nil {
+		t.Fatalf("Login over an unopenable row: %v", err)
+	}
+	if got, err := store.Load(ctx, "alice"); err != nil || got.RefreshToken != tok.RefreshToken {
+		t.Errorf("after Login: %v, %v; want the new token", got, err)
+	}
+}
+
+// fakeCode walks the fake's consent page (its default callback answers
+// with the code as JSON) and returns the code.
+func fakeCode(t *testing.T, fake *dropboxsigntest.Server, state string) string {
+	t.Helper()
+	resp, err := fake.Client().Get(fake.Config().AuthCodeURL(state))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var cb struct{ Code, State string }
+	if err := json.NewDecoder(resp.Body).Decode(&cb); err != nil || cb.Code == "" || cb.State != state {
+		t.Fatalf("consent: %+v, %v", cb, err)
+	}
+	return cb.Code
 }

@@ -140,14 +140,19 @@ func refusal(key, millis string) *dropboxsign.RefusedError {
 }
 
 // saveScript stores a token if the stored fingerprint is the expected one
-// ("" expects nothing stored, or a refusal mark, which it replaces). It
-// returns 1 if it wrote, 0 on a conflict.
+// ("" expects nothing stored, or a refusal mark, which it replaces; "*"
+// replaces anything, whatever its type). It returns 1 if it wrote, 0 on a
+// conflict.
 var saveScript = redis.NewScript(`
-local cur = redis.call('HGET', KEYS[1], 'fp')
-if ARGV[1] == '' then
-  if cur then return 0 end
-elseif cur ~= ARGV[1] then
-  return 0
+if ARGV[1] == '*' then
+  redis.call('DEL', KEYS[1])
+else
+  local cur = redis.call('HGET', KEYS[1], 'fp')
+  if ARGV[1] == '' then
+    if cur then return 0 end
+  elseif cur ~= ARGV[1] then
+    return 0
+  end
 end
 redis.call('HDEL', KEYS[1], 'refused')
 redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'blob', ARGV[3])
@@ -285,12 +290,29 @@ func (s *Store) Save(ctx context.Context, key string, prev, t *oauth2.Token) err
 	if t == nil {
 		return errors.New("redisstore: nil token")
 	}
+	return s.write(ctx, key, fingerprint(prev), t)
+}
+
+// Replace stores t under key, replacing anything there, even a value the
+// store cannot read (see dropboxsign.Replacer).
+func (s *Store) Replace(ctx context.Context, key string, t *oauth2.Token) error {
+	if t == nil {
+		return errors.New("redisstore: nil token")
+	}
+	return s.write(ctx, key, replaceAny, t)
+}
+
+// replaceAny, as the expected fingerprint, makes the save script replace
+// whatever the key holds (a fingerprint is hex: it never equals it).
+const replaceAny = "*"
+
+func (s *Store) write(ctx context.Context, key, prevFP string, t *oauth2.Token) error {
 	rk := s.tokenKey(key)
 	blob, err := s.sealer.Seal(key, t)
 	if err != nil {
 		return err
 	}
-	args := []any{fingerprint(prev), fingerprint(t), blob}
+	args := []any{prevFP, fingerprint(t), blob}
 	if s.wait > 0 {
 		return s.saveAndWait(ctx, key, rk, args)
 	}

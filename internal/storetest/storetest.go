@@ -27,6 +27,14 @@ func Run(t *testing.T, newStore func(t *testing.T) dropboxsign.Store) {
 	t.Run("KeysAreIndependent", func(t *testing.T) { testKeys(t, newStore(t)) })
 	t.Run("RefusalMark", func(t *testing.T) { testRefusal(t, newStore(t)) })
 	t.Run("RefusalRacesSave", func(t *testing.T) { testRefusalRace(t, newStore(t)) })
+	t.Run("Replacer", func(t *testing.T) {
+		s := newStore(t)
+		r, ok := s.(dropboxsign.Replacer)
+		if !ok {
+			t.Skipf("%T is not a Replacer", s)
+		}
+		testReplace(t, r)
+	})
 	t.Run("Lister", func(t *testing.T) {
 		s := newStore(t)
 		l, ok := s.(dropboxsign.Lister)
@@ -339,4 +347,37 @@ func (c *Counting) Lock(ctx context.Context, key string) (func(), error) {
 func (c *Counting) MarkRefused(ctx context.Context, key string, refused *oauth2.Token) error {
 	c.marks.Add(1)
 	return c.Store.MarkRefused(ctx, key, refused)
+}
+
+// testReplace: Replace writes over nothing, a token and a refusal mark, and
+// what it wrote is what compare-and-swap compares with afterwards.
+func testReplace(t *testing.T, s dropboxsign.Replacer) {
+	ctx := ctxFor(t)
+	if err := s.Replace(ctx, "p", token(1)); err != nil {
+		t.Fatalf("Replace over nothing: %v", err)
+	}
+	if err := s.Replace(ctx, "p", token(2)); err != nil {
+		t.Fatalf("Replace over a token: %v", err)
+	}
+	if got, err := s.Load(ctx, "p"); err != nil || !same(got, token(2)) {
+		t.Fatalf("after Replace: %+v, %v", got, err)
+	}
+	if err := s.Save(ctx, "p", token(1), token(3)); !errors.Is(err, dropboxsign.ErrConflict) {
+		t.Fatalf("Save with the replaced token as prev: %v, want ErrConflict", err)
+	}
+	if err := s.MarkRefused(ctx, "p", token(2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Replace(ctx, "p", token(4)); err != nil {
+		t.Fatalf("Replace over a refusal mark: %v", err)
+	}
+	if got, err := s.Load(ctx, "p"); err != nil || !same(got, token(4)) {
+		t.Fatalf("after Replace over a mark: %+v, %v", got, err)
+	}
+	if err := s.Save(ctx, "p", token(4), token(5)); err != nil {
+		t.Fatalf("Save after Replace: %v", err)
+	}
+	if err := s.Replace(ctx, "p", nil); err == nil {
+		t.Error("Replace with a nil token: no error")
+	}
 }
