@@ -47,12 +47,17 @@ import (
 // after NewFileStore, or made writable by others, is an error on every call
 // from then on: open a new store (restart) to use the new one.
 //
-// FileStore is a [Lister].
+// FileStore is a [Lister] and a [Replacer].
 type FileStore struct {
 	dir    string      // the real directory, symlinks resolved
 	info   os.FileInfo // its identity when opened
 	sealer *Sealer     // nil: tokens in plain JSON
 }
+
+var (
+	_ Lister   = (*FileStore)(nil)
+	_ Replacer = (*FileStore)(nil)
+)
 
 // A FileStoreOption configures a [FileStore].
 type FileStoreOption func(*FileStore)

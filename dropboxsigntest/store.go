@@ -11,7 +11,7 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Store is a dropboxsign.Store (and Lister) in memory, for tests: the
+// Store is a dropboxsign.Store (and Lister and Replacer) in memory, for tests: the
 // sources and Accounts of one process share it as replicas share a real
 // store, with compare-and-swap saves, refusal marks and a lock per key. It
 // counts the calls made to it. Create it with [NewStore]; it is safe for
@@ -33,7 +33,10 @@ type StoreStats struct {
 	Loads, Saves, Locks, Marks int
 }
 
-var _ dropboxsign.Lister = (*Store)(nil)
+var (
+	_ dropboxsign.Lister   = (*Store)(nil)
+	_ dropboxsign.Replacer = (*Store)(nil)
+)
 
 // NewStore returns an empty Store.
 func NewStore() *Store {

@@ -72,7 +72,10 @@ type Store struct {
 	sealer *dropboxsign.Sealer
 }
 
-var _ dropboxsign.Lister = (*Store)(nil)
+var (
+	_ dropboxsign.Lister   = (*Store)(nil)
+	_ dropboxsign.Replacer = (*Store)(nil)
+)
 
 // New returns a Store on pool, which the caller owns and closes. The tables
 // must exist (CreateTables, or the app's migrations with SQL).

@@ -73,7 +73,10 @@ type Store struct {
 	waitTO time.Duration
 }
 
-var _ dropboxsign.Lister = (*Store)(nil)
+var (
+	_ dropboxsign.Lister   = (*Store)(nil)
+	_ dropboxsign.Replacer = (*Store)(nil)
+)
 
 // New returns a Store using client, which the caller owns and closes.
 func New(client redis.UniversalClient, opts Options) (*Store, error) {
