@@ -62,7 +62,7 @@ type Options struct {
 	Sealer *dropboxsign.Sealer
 }
 
-// Store is a dropboxsign.Store and Lister in PostgreSQL. It is safe for
+// Store is a dropboxsign.Store, Lister and Replacer in PostgreSQL. It is safe for
 // concurrent use.
 type Store struct {
 	pool   *pgxpool.Pool

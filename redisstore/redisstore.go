@@ -63,7 +63,7 @@ type Options struct {
 	WaitTimeout  time.Duration
 }
 
-// Store is a dropboxsign.Store in Redis. It is safe for concurrent use.
+// Store is a dropboxsign.Store, Lister and Replacer in Redis. It is safe for concurrent use.
 type Store struct {
 	client redis.UniversalClient
 	prefix string
