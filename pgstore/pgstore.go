@@ -22,7 +22,6 @@ package pgstore
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -30,10 +29,10 @@ import (
 	"iter"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/internal/lease"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/oauth2"
@@ -276,67 +275,24 @@ WHERE account = $1 AND fingerprint = $2`, execMode, key, fingerprint(refused))
 // lease gone (the holder was cut off past its TTL), renewing stops; Save's
 // compare-and-swap still protects the stored token.
 func (s *Store) Lock(ctx context.Context, key string) (func(), error) {
-	owner := randomOwner()
 	ttl := s.ttl.Seconds()
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
-		tag, err := s.pool.Exec(ctx, `INSERT INTO `+s.locks+` AS l (account, owner, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))
+	return lease.Take(ctx, s.ttl, lease.Ops{
+		Take: func(ctx context.Context, owner string) (bool, error) {
+			tag, err := s.pool.Exec(ctx, `INSERT INTO `+s.locks+` AS l (account, owner, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))
 ON CONFLICT (account) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at WHERE l.expires_at < now()`, execMode, key, owner, ttl)
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+			if err != nil {
+				return false, fmt.Errorf("pgstore: lock %q: %w", key, err)
 			}
-			return nil, fmt.Errorf("pgstore: lock %q: %w", key, err)
-		}
-		if tag.RowsAffected() == 1 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-	}
-
-	stop := make(chan struct{})
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		tick := time.NewTicker(s.ttl / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				rctx, cancel := context.WithTimeout(context.Background(), s.ttl/3)
-				tag, err := s.pool.Exec(rctx, `UPDATE `+s.locks+` SET expires_at = now() + make_interval(secs => $3) WHERE account = $1 AND owner = $2`, execMode, key, owner, ttl)
-				cancel()
-				if err == nil && tag.RowsAffected() == 0 {
-					return // the lease is gone; nothing left to renew
-				}
-			}
-		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(stop)
-			// Release without holding up the caller; if it fails, the
-			// lease lapses. The goroutine ends within the lease's TTL.
-			go func() {
-				<-renewed
-				rctx, cancel := context.WithTimeout(context.Background(), s.ttl)
-				defer cancel()
-				s.pool.Exec(rctx, `DELETE FROM `+s.locks+` WHERE account = $1 AND owner = $2`, execMode, key, owner)
-			}()
-		})
-	}, nil
-}
-
-func randomOwner() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+			return tag.RowsAffected() == 1, nil
+		},
+		Renew: func(ctx context.Context, owner string) (bool, error) {
+			tag, err := s.pool.Exec(ctx, `UPDATE `+s.locks+` SET expires_at = now() + make_interval(secs => $3) WHERE account = $1 AND owner = $2`, execMode, key, owner, ttl)
+			return tag.RowsAffected() == 1, err
+		},
+		Release: func(ctx context.Context, owner string) {
+			s.pool.Exec(ctx, `DELETE FROM `+s.locks+` WHERE account = $1 AND owner = $2`, execMode, key, owner)
+		},
+	})
 }
 
 // Keys yields every key that holds a token or a refusal mark, in the order

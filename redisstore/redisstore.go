@@ -18,7 +18,6 @@ package redisstore
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -30,6 +29,7 @@ import (
 	"time"
 
 	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/internal/lease"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/oauth2"
 )
@@ -384,61 +384,20 @@ return 0
 // the stored token.
 func (s *Store) Lock(ctx context.Context, key string) (func(), error) {
 	lk := s.lockKey(key)
-	owner := randomOwner()
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
-		ok, err := s.client.SetNX(ctx, lk, owner, s.ttl).Result()
-		if err != nil {
-			return nil, fmt.Errorf("redisstore: lock %q: %w", key, err)
-		}
-		if ok {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-	}
-
-	stop := make(chan struct{})
-	renewed := make(chan struct{})
-	go func() {
-		defer close(renewed)
-		tick := time.NewTicker(s.ttl / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-				rctx, cancel := context.WithTimeout(context.Background(), s.ttl/3)
-				n, err := renewScript.Run(rctx, s.client, []string{lk}, owner, s.ttl.Milliseconds()).Int()
-				cancel()
-				if err == nil && n == 0 {
-					return // the lease is gone; nothing left to renew
-				}
+	return lease.Take(ctx, s.ttl, lease.Ops{
+		Take: func(ctx context.Context, owner string) (bool, error) {
+			ok, err := s.client.SetNX(ctx, lk, owner, s.ttl).Result()
+			if err != nil {
+				return false, fmt.Errorf("redisstore: lock %q: %w", key, err)
 			}
-		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(stop)
-			// Release without holding up the caller, who may have a token
-			// to hand out; if the release fails, the lease lapses. The
-			// goroutine ends within the lease's TTL.
-			go func() {
-				<-renewed
-				rctx, cancel := context.WithTimeout(context.Background(), s.ttl)
-				defer cancel()
-				releaseScript.Run(rctx, s.client, []string{lk}, owner)
-			}()
-		})
-	}, nil
-}
-
-func randomOwner() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	return hex.EncodeToString(b)
+			return ok, nil
+		},
+		Renew: func(ctx context.Context, owner string) (bool, error) {
+			n, err := renewScript.Run(ctx, s.client, []string{lk}, owner, s.ttl.Milliseconds()).Int()
+			return n == 1, err
+		},
+		Release: func(ctx context.Context, owner string) {
+			releaseScript.Run(ctx, s.client, []string{lk}, owner)
+		},
+	})
 }
