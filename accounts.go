@@ -301,9 +301,11 @@ func (t *accountTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 
 // Login completes an authorization for account: it exchanges code and
 // state (see [Exchange]) and stores the token under account's key,
-// replacing whatever is stored there (a re-login, or a refused grant), so
-// that every replica's next call for the account uses it. It returns the
-// token, as Exchange does.
+// replacing whatever is stored there (a re-login, or a refused grant; a
+// record the store cannot read too, if the store is a [Replacer]), so that
+// every replica's next call for the account uses it. It returns the token,
+// as Exchange does. An account key no account may have (see
+// [Accounts.TokenSource]) is refused before the code is spent.
 //
 // If the exchange succeeds but the token cannot be stored, the error says
 // so (a [*SaveError], which wraps the store's error) and the token is
