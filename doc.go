@@ -49,16 +49,33 @@
 // source backs off rather than refresh for every request. The token never
 // follows a redirect to another host.
 //
+// # Many accounts
+//
+// A platform app acts for many Dropbox Sign users. [Accounts] holds their
+// sources, one per account per process, made on first use from a [Store]
+// under the app's own key for the user: [Accounts.Login] completes a
+// user's authorization and stores the token, [Accounts.Client] gives the
+// user's *http.Client, and [Accounts.Shutdown] waits for refreshes and
+// saves in flight before the process exits. At most [WithMaxAccounts] are
+// held in memory; the rest are reloaded from the store when used. When
+// Dropbox Sign refuses an account's grant, the account is marked refused
+// in the store: every replica's calls for it fail at once, with an error
+// for which [Classify] says Reauthorize, until the user logs in again, and
+// [Accounts.Refused] lists such accounts.
+//
 // # Many processes
 //
-// With [WithStore], sources in any number of processes share each account's
-// token through a [Store]: [FileStore] for one machine, or the Redis store of
-// module github.com/dropboxsign-go/dropboxsign/redisstore for a fleet. Callers
-// are still served from memory; around a refresh the source takes the
-// store's lock, adopts a token another process stored, or refreshes with the
-// stored refresh token and saves the result with a compare-and-swap before
-// handing it out. One refresh per account per expiry, fleet-wide, and no
-// replica presents a refresh token another has spent.
+// With a [Store], sources in any number of processes share each account's
+// token: [FileStore] for one machine, or the stores of modules
+// github.com/dropboxsign-go/dropboxsign/pgstore (PostgreSQL) and
+// github.com/dropboxsign-go/dropboxsign/redisstore (Redis, Redis Cluster)
+// for a fleet. Callers are still served from memory; around a refresh the
+// source takes the store's lock, adopts a token another process stored, or
+// refreshes with the stored refresh token and saves the result with a
+// compare-and-swap before handing it out: one refresh per account each time
+// its token nears expiry, fleet-wide. If a lock's lease lapses mid-refresh
+// and two replicas present one refresh token, the refusal is checked
+// against the store, and the loser adopts the winner's token.
 //
 // # Testing
 //
