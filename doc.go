@@ -65,7 +65,8 @@
 //
 // # Many processes
 //
-// With a [Store], sources in any number of processes share each account's
+// With a [Store] ([WithStore] for one source; every [Accounts] has one),
+// sources in any number of processes share each account's
 // token: [FileStore] for one machine, or the stores of modules
 // github.com/dropboxsign-go/dropboxsign/pgstore (PostgreSQL) and
 // github.com/dropboxsign-go/dropboxsign/redisstore (Redis, Redis Cluster)
