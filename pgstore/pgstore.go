@@ -10,6 +10,13 @@
 //     Options' Sealer (plain JSON without one), a fingerprint of it
 //     (SHA-256 of its access and refresh tokens) that compare-and-swap reads,
 //     or, for an account whose grant Dropbox Sign refused, refused_at.
+//     Load returns a token only from a row whose fingerprint is its token's,
+//     so that "Load returned X" and "Save with prev X conflicts" never hold
+//     at once. A row edited by hand so that the two disagree (a token
+//     column restored from a backup, whose refresh token may be spent; a
+//     fingerprint changed) cannot be read: Load returns an error, no
+//     replica presents or refreshes its token, and the account's next
+//     dropboxsign.Accounts.Login replaces the row (Replace).
 //   - <prefix>locks: one row per account under refresh: a lease with an
 //     owner and an expiry, renewed by its holder every third of LeaseTTL.
 //
@@ -180,12 +187,21 @@ func fingerprint(t *oauth2.Token) string {
 	return hex.EncodeToString(h[:])
 }
 
+// errDisagrees is Load's error for a row whose fingerprint is not its
+// token's.
+var errDisagrees = errors.New("the row's fingerprint does not match its token (edited by hand, or partly restored from a backup?): its refresh token may be spent, so it is not used; a new login replaces the row")
+
 // Load returns the token stored under key, dropboxsign.ErrNotFound, or a
-// *dropboxsign.RefusedError for a key marked refused.
+// *dropboxsign.RefusedError for a key marked refused (refused_at set). A row
+// it cannot read is an error, which a new login repairs (see Replace): a
+// token that does not open, no token, or a token whose fingerprint column
+// is not its own (a row edited by hand). So every token Load returns is one
+// that Save (as prev) and MarkRefused find stored, comparing fingerprints.
 func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	var blob []byte
+	var fp *string
 	var refused *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT token, refused_at FROM `+s.tokens+` WHERE account = $1`, execMode, key).Scan(&blob, &refused)
+	err := s.pool.QueryRow(ctx, `SELECT token, fingerprint, refused_at FROM `+s.tokens+` WHERE account = $1`, execMode, key).Scan(&blob, &fp, &refused)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, dropboxsign.ErrNotFound
@@ -198,11 +214,21 @@ func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: load %q: %w", key, err)
 	}
+	// Save and MarkRefused compare the column, and the column only: a
+	// token it does not identify must not be used, or a rotation saved
+	// over it would conflict for ever (and be lost), and its refresh token
+	// may be one already spent.
+	if fp == nil || *fp != fingerprint(tok) {
+		return nil, fmt.Errorf("pgstore: load %q: %w", key, errDisagrees)
+	}
 	return tok, nil
 }
 
 // Save stores t under key if the stored token is still prev (see
-// dropboxsign.Store), in one statement.
+// dropboxsign.Store), in one statement: with prev, if the row is not a
+// refusal mark and its fingerprint is prev's; without, if there is no row
+// or it is a refusal mark (refused_at set), the rows for which Load returns
+// ErrNotFound or a *dropboxsign.RefusedError.
 func (s *Store) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
 	if t == nil {
 		return errors.New("pgstore: nil token")
@@ -215,11 +241,13 @@ func (s *Store) Save(ctx context.Context, key string, prev, t *oauth2.Token) err
 	args := []any{execMode, key, fingerprint(t), blob}
 	if prev == nil {
 		// Nothing stored, or a refusal mark: a new login replaces it.
+		// refused_at decides, as in Load (with the DDL's CHECK it implies
+		// the rest; a table without it may hold a token beside the mark).
 		sql = `INSERT INTO ` + s.tokens + ` AS t (account, fingerprint, token, refused_at, updated_at) VALUES ($1, $2, $3, NULL, now())
 ON CONFLICT (account) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, refused_at = NULL, updated_at = now()
-WHERE t.fingerprint IS NULL`
+WHERE t.refused_at IS NOT NULL`
 	} else {
-		sql = `UPDATE ` + s.tokens + ` SET fingerprint = $2, token = $3, refused_at = NULL, updated_at = now() WHERE account = $1 AND fingerprint = $4`
+		sql = `UPDATE ` + s.tokens + ` SET fingerprint = $2, token = $3, refused_at = NULL, updated_at = now() WHERE account = $1 AND fingerprint = $4 AND refused_at IS NULL`
 		args = append(args, fingerprint(prev))
 	}
 	tag, err := s.pool.Exec(ctx, sql, args...)
@@ -253,13 +281,13 @@ ON CONFLICT (account) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, token = 
 
 // MarkRefused replaces key's token with a refusal mark, stamped with the
 // database's clock, if it is still refused (see dropboxsign.Store), in one
-// statement.
+// statement comparing fingerprints as Save does.
 func (s *Store) MarkRefused(ctx context.Context, key string, refused *oauth2.Token) error {
 	if refused == nil {
 		return dropboxsign.ErrConflict
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE `+s.tokens+` SET fingerprint = NULL, token = NULL, refused_at = now(), updated_at = now()
-WHERE account = $1 AND fingerprint = $2`, execMode, key, fingerprint(refused))
+WHERE account = $1 AND fingerprint = $2 AND refused_at IS NULL`, execMode, key, fingerprint(refused))
 	if err != nil {
 		return fmt.Errorf("pgstore: mark %q refused: %w", key, err)
 	}
