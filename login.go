@@ -47,45 +47,63 @@ func (a *Accounts) Login(ctx context.Context, account, code, state string) (*oau
 }
 
 // install stores tok, from a new login, under the source's key, replacing
-// whatever the store holds, and makes it the source's token.
+// whatever the store holds, and makes it the source's token. Logins of one
+// account in one process are installed one at a time; a run under way
+// publishes nothing over the login's token (see publish). If the store
+// fails, the token is kept, and replaces whatever the store holds at its
+// next save (see trouble.replace): never taken for "another writer's".
 func (s *TokenSource) install(ctx context.Context, tok *oauth2.Token) error {
+	mu := s.cfg.loginLock(s.key)
+	mu.Lock()
+	defer mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.opts.timeout)
 	defer cancel()
 	kept := slim(tok)
-	var prev *oauth2.Token
-	var err error
-	for range maxInstallRounds {
-		if prev, _, err = s.load(ctx); err != nil {
-			// A record the store cannot read (corrupt, or sealed with a
-			// key rotated out) is what a new login repairs.
-			if r, ok := s.cfg.opts.store.(Replacer); ok {
-				if rerr := s.storeReplace(ctx, r, kept); rerr == nil {
-					prev, err = kept, nil
-				} else {
-					err = errors.Join(err, rerr)
-				}
-			}
-			break
-		}
-		if err = s.storeSave(ctx, prev, kept); !errors.Is(err, ErrConflict) {
-			break
-		}
-	}
+	err := s.writeOver(ctx, kept)
 	next := newState(kept, s.cfg.opts.window)
-	next.stored = prev // if the save failed, what it must replace (nil when unreadable)
-	if err == nil {
-		next.stored = kept
-	} else {
+	next.stored = kept
+	if err != nil {
 		err = s.storeError("save", err, kept)
 		r := newRedactor(s.clientSecret(), kept.AccessToken, kept.RefreshToken)
+		next.stored = nil // unknown: the next save replaces whatever is there
 		t := next.edit()
 		t.saveErr = &SaveError{Err: err, text: "dropboxsign: new token not saved: " + r.textN(err.Error(), 4*maxTextRunes)}
-		t.saveFailures, t.saveRetryAt = 1, s.cfg.opts.now().Add(backoff(1))
+		t.saveFailures, t.saveRetryAt, t.replace = 1, s.cfg.opts.now().Add(backoff(1)), true
 		err = t.saveErr
 	}
 	s.state.Store(next)
 	if err != nil && s.cfg.pin != nil {
 		s.cfg.pin(s) // Accounts may have let it go during the exchange
+	}
+	return err
+}
+
+// writeOver stores tok, a new login's, over whatever the store holds under
+// the source's key: the previous grant's token, which other replicas may be
+// refreshing meanwhile (so it compares and swaps, reading again after each
+// conflict), a refusal mark, or, with a [Replacer], a record the store
+// cannot read (corrupt, or sealed with a key rotated out), which a new
+// login repairs. A store that already holds tok (an earlier attempt wrote
+// it, then failed) is done.
+func (s *TokenSource) writeOver(ctx context.Context, tok *oauth2.Token) error {
+	var err error
+	for range maxInstallRounds {
+		var cur *oauth2.Token
+		if cur, _, err = s.load(ctx); err != nil {
+			if r, ok := s.cfg.opts.store.(Replacer); ok {
+				if rerr := s.storeReplace(ctx, r, tok); rerr != nil {
+					return errors.Join(err, rerr)
+				}
+				return nil
+			}
+			return err
+		}
+		if cur != nil && sameToken(cur, tok) && cur.RefreshToken == tok.RefreshToken {
+			return nil
+		}
+		if err = s.storeSave(ctx, cur, tok); !errors.Is(err, ErrConflict) {
+			return err
+		}
 	}
 	return err
 }

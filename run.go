@@ -24,12 +24,12 @@ func (s *TokenSource) run(ctx context.Context) *state {
 	if st.saveDue(now) && !st.refreshDue(now) {
 		next := *st
 		s.save(ctx, &next, st.tr.saveFailures, now)
-		st = s.publish(&next)
+		st = s.publish(st, &next)
 		now = s.cfg.opts.now()
 	}
 	if st.refreshDue(now) {
 		prev := st
-		st = s.publish(s.refresh(ctx, st, now))
+		st = s.publish(prev, s.refresh(ctx, st, now))
 		s.reportRefusal(ctx, prev, st)
 	}
 	return st
@@ -44,12 +44,20 @@ func (s *TokenSource) reportRefusal(ctx context.Context, prev, next *state) {
 	}
 }
 
-// publish makes next the current state. If the state moved on since next's
-// run loaded it, Invalidate did it: its mark, and the backoff of a streak of
-// refused tokens, carry over when next still holds that token.
-func (s *TokenSource) publish(next *state) *state {
+// publish makes next, which a run made from the state from, the current
+// state. If the state moved on meanwhile, Invalidate or a login did it. A
+// login's token wins: the run worked from the grant the login replaced.
+// Invalidate's mark, and the backoff of a streak of refused tokens, carry
+// over when next still holds the token it marked.
+func (s *TokenSource) publish(from, next *state) *state {
+	if next.tr != healthy && next.tr.clear() {
+		next.tr = healthy // the hot path again, after a save that succeeded at last
+	}
 	for {
 		cur := s.state.Load()
+		if cur != from && cur.tok != from.tok {
+			return cur // only a login replaces the token outside a run
+		}
 		if cur.rejected && sameToken(cur.tok, next.tok) && !next.rejected {
 			next.rejected = true
 			t := next.edit()
@@ -112,7 +120,8 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 		return failed("lock", err, st.tok, stored)
 	}
 	defer unlock()
-	if stored, refusal, err = s.load(ctx); err != nil {
+	var spent time.Time
+	if stored, spent, refusal, err = s.loadMarked(ctx); err != nil {
 		return failed("load", err, st.tok, stored)
 	}
 	if next := s.adopt(runCtx, st, stored, now); next != nil {
@@ -127,40 +136,83 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 		return st.refused(refusal, st.tr.refusedRT, now, true)
 	case st.seed && stored == nil:
 		// Ours was given to seed an empty store: store it first.
+	case stored == nil:
+		// Nothing stored any more (the store lost its data): ours seeds it.
+		return s.refreshFrom(runCtx, st, st.tok, nil, now)
+	case awaitingSuccessor(spent, now):
+		// Another replica presented this refresh token moments ago and has
+		// not stored what it got: presenting it again would be refused, and
+		// the refusal is not the account's. Keep serving, and read again.
+		next := st.failed(&successorPendingError{since: spent}, now, true)
+		next.edit().retryAt = now.Add(refusalRecheck)
+		return next
 	default:
-		base := stored
-		if base == nil {
-			base = st.tok // nothing stored any more (the store lost its data): ours seeds it
-		}
-		return s.refreshFrom(runCtx, st, base, stored, now)
+		return s.spend(runCtx, st, stored, now)
 	}
-	if err := s.storeSave(ctx, stored, st.tok); err != nil {
+	if err := s.storeOver(ctx, st, stored); err != nil {
 		return failed("save", err, st.tok, stored)
 	}
 	saved := *st
 	saved.stored, saved.seed = st.tok, false
 	t := saved.edit()
-	t.saveErr, t.saveFailures, t.saveRetryAt = nil, 0, time.Time{}
+	t.saveErr, t.saveFailures, t.saveRetryAt, t.replace = nil, 0, time.Time{}, false
 	if !saved.needsRefresh(now) {
 		return &saved
 	}
-	return s.refreshFrom(runCtx, &saved, st.tok, st.tok, now)
+	return s.spend(runCtx, &saved, st.tok, now)
+}
+
+// spend refreshes with stored's refresh token, which the store holds, after
+// marking it as being spent (see spending.go). If the request brings no new
+// token, nobody holds a successor: the mark is taken off again.
+func (s *TokenSource) spend(runCtx context.Context, st *state, stored *oauth2.Token, now time.Time) *state {
+	if s.cfg.configErr != nil || stored.RefreshToken == "" || stored.RefreshToken == st.tr.refusedRT {
+		return s.refreshFrom(runCtx, st, stored, stored, now) // no request to make: nothing to mark
+	}
+	ctx, cancel := context.WithTimeout(runCtx, s.cfg.opts.timeout)
+	defer cancel()
+	if err := s.markSpending(ctx, stored, now); err != nil && (st.usable(now) || errors.Is(err, ErrConflict)) {
+		// The store moved on (read it again), or cannot be written: while
+		// the token in hand serves, wait for the store rather than spend
+		// the refresh token unmarked. Once it does not, callers come first:
+		// refresh, as before marks existed (see spending.go).
+		next := st.failed(s.storeError("save", err, st.tok, stored), now, true)
+		s.emit(runCtx, Event{Kind: EventStoreFailed, Op: "save", Err: next.tr.err, RetryAt: next.tr.retryAt, Failures: next.tr.failures})
+		return next
+	}
+	next := s.refreshFrom(runCtx, st, stored, stored, now)
+	if next.tok == st.tok && next.tr.err != nil && Classify(next.tr.err) != Reauthorize {
+		ctx, cancel := context.WithTimeout(runCtx, s.cfg.opts.timeout)
+		defer cancel()
+		s.storeSave(ctx, stored, slim(stored)) // best effort: a mark left behind only delays the others by its grace
+	}
+	return next
 }
 
 // load reads the store: its token (nil if it holds none), or the refusal
 // it holds.
 func (s *TokenSource) load(ctx context.Context) (*oauth2.Token, *RefusedError, error) {
+	t, _, refusal, err := s.loadMarked(ctx)
+	return t, refusal, err
+}
+
+// loadMarked is load, and says since when a replica has been spending the
+// stored token's refresh token, if one is (see spending.go).
+func (s *TokenSource) loadMarked(ctx context.Context) (*oauth2.Token, time.Time, *RefusedError, error) {
 	t, err := s.storeLoad(ctx)
 	var refusal *RefusedError
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return nil, nil, nil
+		return nil, time.Time{}, nil, nil
 	case errors.As(err, &refusal):
-		return nil, refusal, nil
+		return nil, time.Time{}, refusal, nil
 	case err == nil && t == nil:
-		return nil, nil, errors.New("Store.Load returned neither a token nor an error")
+		return nil, time.Time{}, nil, errors.New("Store.Load returned neither a token nor an error")
+	case err != nil:
+		return nil, time.Time{}, nil, err
 	}
-	return t, nil, err
+	t, spent := readSpendMark(t)
+	return t, spent, nil, nil
 }
 
 // adopt returns the state for a stored token that another process wrote and

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // save persists next.tok with the WithOnRefresh function and records the
@@ -15,17 +17,29 @@ import (
 // conflict the store is read again: if it lost its data, or holds a refusal
 // mark (a replica took the refusal of a refresh token we had just spent for
 // the grant's), ours is stored anew, being newer; if another process stored
-// a token of its own meanwhile (say, a new login), both are valid, the store
-// keeps theirs, and this source keeps using its own until its next refresh
-// re-reads the store: not a failure.
+// a token of its own meanwhile (a new login, say), the store's is the
+// account's: next adopts it, and ours, of the grant it replaced, is dropped.
+// A new login's token not yet stored (see install) replaces whatever the
+// store holds.
 func (s *TokenSource) save(runCtx context.Context, next *state, failures int, now time.Time) {
-	if next.tr.saveErr != nil {
+	replace := next.tr.replace
+	if next.tr.saveErr != nil || replace {
 		t := next.edit()
-		t.saveErr, t.saveFailures, t.saveRetryAt = nil, 0, time.Time{}
+		t.saveErr, t.saveFailures, t.saveRetryAt, t.replace = nil, 0, time.Time{}, false
 	}
 	ctx, cancel := context.WithTimeout(runCtx, s.cfg.opts.timeout)
 	defer cancel()
-	err := s.saveToStore(ctx, next)
+	var err error
+	if replace {
+		if err = s.writeOver(ctx, next.tok); err == nil {
+			next.stored = next.tok
+		}
+	} else if adopted, serr := s.saveToStore(ctx, next); adopted {
+		s.emit(runCtx, Event{Kind: EventAdopted, Expiry: next.tok.Expiry})
+		return
+	} else {
+		err = serr
+	}
 	if err == nil && s.cfg.opts.onRefresh != nil {
 		err = s.callOnRefresh(ctx, next.tok)
 	}
@@ -40,6 +54,7 @@ func (s *TokenSource) save(runCtx context.Context, next *state, failures int, no
 	t.saveErr = &SaveError{Err: err, text: "dropboxsign: new token not saved: " + r.textN(err.Error(), 4*maxTextRunes)}
 	t.saveFailures = failures + 1
 	t.saveRetryAt = now.Add(backoff(t.saveFailures))
+	t.replace = replace
 	s.emit(runCtx, Event{Kind: EventSaveFailed, Err: t.saveErr, RetryAt: t.saveRetryAt, Failures: t.saveFailures, Expiry: next.tok.Expiry})
 }
 
@@ -52,22 +67,24 @@ func (s *TokenSource) saveBeforeExit(ctx context.Context) error {
 	}
 	next := *st
 	s.save(ctx, &next, st.tr.saveFailures, s.cfg.opts.now())
-	s.publish(&next)
+	s.publish(st, &next)
 	if next.tr.saveErr != nil {
 		return fmt.Errorf("dropboxsign: account %q: %w", s.key, next.tr.saveErr)
 	}
 	return nil
 }
 
-func (s *TokenSource) saveToStore(ctx context.Context, next *state) error {
+// saveToStore stores next.tok in place of next.stored. If the store holds
+// another writer's token instead, next adopts it (adopted is true).
+func (s *TokenSource) saveToStore(ctx context.Context, next *state) (adopted bool, err error) {
 	if s.cfg.opts.store == nil || next.stored == next.tok {
-		return nil
+		return false, nil
 	}
-	err := s.storeSave(ctx, next.stored, next.tok)
+	err = s.storeSave(ctx, next.stored, next.tok)
 	if errors.Is(err, ErrConflict) {
 		// Look at what is there instead: nothing or a refusal mark (store
 		// ours), our own token (an earlier attempt did write), or another
-		// writer's token (fine: see above).
+		// writer's token (see above).
 		cur, refusal, lerr := s.load(ctx)
 		switch {
 		case lerr != nil:
@@ -76,14 +93,28 @@ func (s *TokenSource) saveToStore(ctx context.Context, next *state) error {
 			err = s.storeSave(ctx, nil, next.tok)
 		case sameToken(cur, next.tok) && cur.RefreshToken == next.tok.RefreshToken:
 			err = nil
+		case next.stored != nil && sameToken(cur, next.stored) && cur.RefreshToken == next.stored.RefreshToken:
+			// The store refused to replace what it says it holds: a broken
+			// store, not another writer. Keep ours, and report it.
 		default:
-			next.stored = cur
-			return nil
+			theirs := newState(slim(cur), s.cfg.opts.window)
+			theirs.stored = theirs.tok
+			*next = *theirs
+			return true, nil
 		}
 	}
 	if err != nil {
-		return s.storeError("save", err, next.tok, next.stored)
+		return false, s.storeError("save", err, next.tok, next.stored)
 	}
 	next.stored = next.tok
-	return nil
+	return false, nil
+}
+
+// storeOver stores st.tok, not yet stored, in place of stored, what the
+// store was read to hold; a new login's token, over whatever it holds.
+func (s *TokenSource) storeOver(ctx context.Context, st *state, stored *oauth2.Token) error {
+	if st.tr.replace {
+		return s.writeOver(ctx, st.tok)
+	}
+	return s.storeSave(ctx, stored, st.tok)
 }

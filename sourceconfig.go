@@ -3,6 +3,7 @@ package dropboxsign
 import (
 	"context"
 	"errors"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 
@@ -22,6 +23,10 @@ type sourceConfig struct {
 	// once the source has a token not yet stored, which must not be
 	// collected with it.
 	pin func(*TokenSource)
+	// logins serializes the logins of each account (by a hash of its key):
+	// two at once must not store one token and keep the other.
+	logins   [16]sync.Mutex
+	loginKey maphash.Seed
 
 	// Accounts.Shutdown: closed stops new work; busy counts the runs and
 	// logins under way, and idle is closed when the last one ends.
@@ -35,7 +40,7 @@ func newSourceConfig(ctx context.Context, c *oauth2.Config, opts []Option) *sour
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	cfg := &sourceConfig{ctx: context.WithoutCancel(ctx), opts: defaultOptions()}
+	cfg := &sourceConfig{ctx: context.WithoutCancel(ctx), opts: defaultOptions(), loginKey: maphash.MakeSeed()}
 	for _, opt := range opts {
 		if opt != nil {
 			opt(&cfg.opts)
@@ -95,4 +100,12 @@ func (cfg *sourceConfig) shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// loginLock returns the lock that serializes the logins of account key.
+func (cfg *sourceConfig) loginLock(key string) *sync.Mutex {
+	if cfg.loginKey == (maphash.Seed{}) {
+		return &cfg.logins[0] // a configuration made without newSourceConfig
+	}
+	return &cfg.logins[maphash.String(cfg.loginKey, key)%uint64(len(cfg.logins))]
 }

@@ -37,6 +37,18 @@ type trouble struct {
 	saveErr      *SaveError // non-nil while tok is not persisted
 	saveFailures int
 	saveRetryAt  time.Time
+	// replace: tok, not yet persisted, is a new login's, which replaces
+	// whatever the store holds (the previous grant's tokens, which other
+	// replicas may go on refreshing meanwhile), not only what it held when
+	// read.
+	replace bool
+}
+
+// clear reports whether t records nothing: a state with such a trouble may
+// share the healthy one, and so take the hot path again.
+func (t *trouble) clear() bool {
+	return t.err == nil && t.failures == 0 && t.retryAt.IsZero() && t.refusedRT == "" &&
+		t.rejections == 0 && t.arrived.IsZero() && t.saveErr == nil && t.saveFailures == 0 && t.saveRetryAt.IsZero() && !t.replace
 }
 
 var healthy = &trouble{}
@@ -89,11 +101,13 @@ func schedule(tok *oauth2.Token, window time.Duration) (expires bool, refreshAt,
 
 // holdsNewer reports, for a source with a store, whether st.tok is newer than
 // stored: it replaced exactly what the store still holds (or the store holds
-// nothing), but saving it failed. Then the stored refresh token may be spent
-// and must neither be adopted nor presented.
+// nothing), but saving it failed; or it is a new login's, not yet stored,
+// which replaces whatever the store holds. Then the stored refresh token may
+// be spent, or belong to a grant the user has replaced, and must neither be
+// adopted nor presented.
 func (st *state) holdsNewer(stored *oauth2.Token) bool {
 	return st.tr.saveErr != nil && st.tok != nil && st.stored != st.tok &&
-		(stored == nil || sameToken(stored, st.stored) && stored.RefreshToken == st.stored.RefreshToken)
+		(st.tr.replace || stored == nil || st.stored != nil && sameToken(stored, st.stored) && stored.RefreshToken == st.stored.RefreshToken)
 }
 
 // tokenOrEmpty returns tok, or an empty token when there is none.
@@ -157,7 +171,7 @@ func (st *state) refused(err error, refreshToken string, now time.Time, shared b
 	if shared {
 		t.retryAt = now.Add(refusalRecheck)
 	}
-	t.saveErr, t.saveFailures, t.saveRetryAt = nil, 0, time.Time{}
+	t.saveErr, t.saveFailures, t.saveRetryAt, t.replace = nil, 0, time.Time{}, false
 	return next
 }
 
