@@ -95,6 +95,20 @@ func testCAS(t *testing.T, s dropboxsign.Store) {
 	if got, err := s.Load(ctx, "k"); err != nil || !same(got, token(2)) {
 		t.Fatalf("after the swap: %+v, %v", got, err)
 	}
+	// A replica marks the stored token before spending its refresh token,
+	// in ExpiresIn, negative (see the package's spending.go): kept as is,
+	// and compared, as every field but the two tokens is not.
+	marked := token(2)
+	marked.ExpiresIn = -(1900000000<<29 | 3600)
+	if err := s.Save(ctx, "k", token(2), marked); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Load(ctx, "k"); err != nil || !same(got, marked) {
+		t.Fatalf("a negative ExpiresIn: %+v, %v; want %+v", got, err, marked)
+	}
+	if err := s.Save(ctx, "k", token(2), token(3)); err != nil {
+		t.Fatalf("Save over a token differing only in ExpiresIn: %v", err)
+	}
 }
 
 // Many writers race from the same prev: exactly one wins, and the store
