@@ -171,7 +171,17 @@ func (s *TokenSource) spend(runCtx context.Context, st *state, stored *oauth2.To
 	}
 	ctx, cancel := context.WithTimeout(runCtx, s.cfg.opts.timeout)
 	defer cancel()
-	if err := s.markSpending(ctx, stored, now); err != nil && (st.usable(now) || errors.Is(err, ErrConflict)) {
+	err := s.markSpending(ctx, stored, now)
+	if errors.Is(err, ErrConflict) {
+		// Another writer moved the store on since it was read (a replica
+		// whose lease lapsed, a login): its token, if fresh, is ours.
+		if cur, _, lerr := s.load(ctx); lerr == nil {
+			if next := s.adopt(runCtx, st, cur, now); next != nil {
+				return next
+			}
+		}
+	}
+	if err != nil && (st.usable(now) || errors.Is(err, ErrConflict)) {
 		// The store moved on (read it again), or cannot be written: while
 		// the token in hand serves, wait for the store rather than spend
 		// the refresh token unmarked. Once it does not, callers come first:
