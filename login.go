@@ -10,15 +10,23 @@ import (
 // Login completes an authorization for account: it exchanges code and
 // state (see [Exchange]) and stores the token under account's key,
 // replacing whatever is stored there (a re-login, or a refused grant; a
-// record the store cannot read too, if the store is a [Replacer]), so that
-// every replica's next call for the account uses it. It returns the token,
-// as Exchange does. An account key no account may have (see
-// [Accounts.TokenSource]) is refused before the code is spent.
+// record the store cannot read too, if the store is a [Replacer]). It
+// returns the token, as Exchange does. An account key no account may have
+// (see [Accounts.TokenSource]) is refused before the code is spent.
+//
+// This process's next call for the account uses the new token, even if a
+// refresh of the old grant was under way. Another replica uses it once it
+// next reads the store: at its next refresh (within the token's lifetime
+// less the expiry window), or at once if the API refuses the token it
+// holds; until then it acts with the old grant (for the user's previous
+// Dropbox Sign account, if they connected another). A refused account is
+// read again every second, so it serves everywhere within about a second.
 //
 // If the exchange succeeds but the token cannot be stored, the error says
 // so (a [*SaveError], which wraps the store's error) and the token is
-// returned with it; the account's source in this process uses it, but
-// other replicas do not know it: try the store again, or the login.
+// returned with it. This process uses it, and stores it over whatever the
+// store holds by then at its next attempts (see [WithOnRefresh] for their
+// schedule), until one succeeds; other replicas do not know it until then.
 func (a *Accounts) Login(ctx context.Context, account, code, state string) (*oauth2.Token, error) {
 	if !a.cfg.enter() {
 		return nil, ErrShutdown
