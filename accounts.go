@@ -1,9 +1,9 @@
 package dropboxsign
 
 import (
+	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"iter"
 	"net/http"
@@ -35,9 +35,12 @@ import (
 // the user logs in again.
 //
 // Memory is bounded: at most [WithMaxAccounts] accounts are held (10,000 by
-// default, about 460 bytes each, their tokens included); beyond that the least recently used are
-// let go, and one that is used again costs a store read. No goroutine and no
-// timer is kept per account: work happens when callers come.
+// default, about 460 bytes each, their tokens included), however many
+// goroutines bring new accounts at once. To hold one more, the least
+// recently used are let go, and one that is used again costs a store read;
+// only accounts that cannot be let go yet (see WithMaxAccounts) take the
+// count beyond the maximum. No goroutine and no timer is kept per account:
+// work happens when callers come.
 type Accounts struct {
 	cfg    *sourceConfig
 	max    int
@@ -65,12 +68,20 @@ type accountShard struct {
 const DefaultMaxAccounts = 10000
 
 // WithMaxAccounts sets how many accounts an [Accounts] holds in memory at
-// once (default [DefaultMaxAccounts]); the least recently used beyond that
-// are let go, and reloaded from the store when used again. An account in
-// the middle of a refresh or a save, or whose newest token is not yet
-// stored, is never let go, and one let go while a caller still used it is
-// held again if its newest token then fails to be stored. So the count may
-// pass n while saves fail. Token sources made by [NewTokenSource] ignore it.
+// once (default [DefaultMaxAccounts]; n below 1 leaves it). A new account
+// takes its place before it is held: with n held, the least recently used
+// are let go first, down to 15/16 of n, so that choosing them is paid once
+// per n/16 new accounts, and they are reloaded from the store when used
+// again. So the count of accounts held ([AccountsStats].Held) is at most n
+// at every moment, whatever the number of goroutines bringing new
+// accounts, but for accounts that letting go could lose a token of: an
+// account in the middle of a load, a refresh or a save, or whose newest
+// token is not yet stored, is never let go. When every held account is
+// such, a new one is held beyond n rather than wait; and one let go while a
+// caller still used it is held again if its newest token then fails to be
+// stored. So the count passes n only when n accounts are busy at once or
+// saves fail, and the first new account to come once they are idle brings
+// it back under n. Token sources made by [NewTokenSource] ignore it.
 func WithMaxAccounts(n int) Option {
 	return func(o *options) {
 		if n > 0 {
@@ -151,15 +162,20 @@ func (a *Accounts) TokenSource(account string) *TokenSource {
 // hold returns the account's source, held from now on: the one let go
 // earlier if something still references it, else a new one.
 func (a *Accounts) hold(sh *accountShard, account string) *TokenSource {
+	if err := checkAccountKey(account); err != nil {
+		return a.refusedKey(err)
+	}
+	// The account's place is taken before it is held, and before the
+	// shard's lock (letting accounts go takes the shards' locks): so no
+	// number of callers taking new accounts at once makes the count pass
+	// the maximum.
+	a.takePlace()
 	sh.mu.Lock()
 	s := sh.held[account]
 	if s != nil { // another caller was first
 		sh.mu.Unlock()
+		a.held.Add(-1)
 		return s
-	}
-	if err := checkAccountKey(account); err != nil {
-		sh.mu.Unlock()
-		return a.refusedKey(err)
 	}
 	if wp, ok := sh.gone[account]; ok {
 		s = wp.Value()
@@ -171,22 +187,44 @@ func (a *Accounts) hold(sh *accountShard, account string) *TokenSource {
 	s.used.Store(a.cfg.opts.now().Unix())
 	sh.held[account] = s
 	sh.mu.Unlock()
-	if a.held.Add(1) > int64(a.max) {
-		a.letGo()
-	}
 	return s
 }
 
-// letGo lets the least recently used accounts go, down to 15/16 of the
-// maximum, so that the cost of choosing them is spread over many new
-// accounts. It skips accounts with work under way or a token not yet
-// stored: letting them go could lose it.
-func (a *Accounts) letGo() {
-	if !a.evict.TryLock() {
-		return // another eviction is under way; it leaves room enough
+// takePlace counts one more account held. With the maximum held already,
+// it first lets the least recently used go; if none can be let go (each
+// has work under way or a token not yet stored), the account is held
+// beyond the maximum rather than wait for one.
+func (a *Accounts) takePlace() {
+	if a.freePlace() {
+		return
 	}
+	// One eviction at a time: callers that come while one is under way
+	// wait for it, then take the places it freed; none passes the maximum
+	// meanwhile.
+	a.evict.Lock()
 	defer a.evict.Unlock()
-	target := a.max - a.max/16
+	if !a.freePlace() && !a.letGo() {
+		a.held.Add(1)
+	}
+}
+
+// freePlace counts one more account held if fewer than the maximum are.
+func (a *Accounts) freePlace() bool {
+	for h := a.held.Load(); h < int64(a.max); h = a.held.Load() {
+		if a.held.CompareAndSwap(h, h+1) {
+			return true
+		}
+	}
+	return false
+}
+
+// letGo, called by takePlace with a.evict locked and the maximum held,
+// lets the least recently used accounts go, down to 15/16 of the maximum,
+// so that the cost of choosing them (a visit of every held account) is
+// spread over many new accounts; the first place it frees is the caller's.
+// It skips accounts with work under way or a token not yet stored: letting
+// them go could lose it. It reports whether it freed a place.
+func (a *Accounts) letGo() bool {
 	type candidate struct {
 		used  int64
 		key   string
@@ -197,27 +235,41 @@ func (a *Accounts) letGo() {
 		sh := &a.shards[i]
 		sh.mu.RLock()
 		for key, s := range sh.held {
-			if st := s.state.Load(); s.flying.Load() == nil && st.tr.saveErr == nil {
+			if idle(s) {
 				all = append(all, candidate{s.used.Load(), key, sh})
 			}
 		}
 		sh.mu.RUnlock()
 	}
-	excess := int(a.held.Load()) - target
-	if excess <= 0 {
-		return
+	if a.freePlace() { // accounts went meanwhile (callers that found theirs held)
+		return true
 	}
-	slices.SortFunc(all, func(x, y candidate) int { return int(x.used - y.used) })
-	for _, c := range all[:min(excess, len(all))] {
+	// What goes beyond 15/16 of the maximum, counting the caller's place.
+	excess := int(a.held.Load()) + 1 - (a.max - a.max/16)
+	slices.SortFunc(all, func(x, y candidate) int { return cmp.Compare(x.used, y.used) })
+	freed := 0
+	for _, c := range all {
+		if freed >= excess {
+			break
+		}
 		c.shard.mu.Lock()
-		if s := c.shard.held[c.key]; s != nil && s.flying.Load() == nil && s.state.Load().tr.saveErr == nil {
+		if s := c.shard.held[c.key]; s != nil && idle(s) {
 			delete(c.shard.held, c.key)
 			c.shard.gone[c.key] = weak.Make(s)
-			a.held.Add(-1)
+			if freed++; freed > 1 { // the first is the caller's place
+				a.held.Add(-1)
+			}
 			runtime.AddCleanup(s, forget, goneEntry{c.shard, c.key})
 		}
 		c.shard.mu.Unlock()
 	}
+	return freed > 0
+}
+
+// idle reports whether s may be let go: no run under way (a load, a
+// refresh, a save) and no token awaiting a save.
+func idle(s *TokenSource) bool {
+	return s.flying.Load() == nil && s.state.Load().tr.saveErr == nil
 }
 
 // refusedKey returns a source, held by nobody, whose every call fails
@@ -312,7 +364,8 @@ type AccountsStats struct {
 }
 
 // Stats returns what a holds now. It visits every held account: call it
-// for metrics, every few seconds, not per request.
+// for metrics, every few seconds, not per request. It still reports after
+// [Accounts.Shutdown], for the metrics of a process that is ending.
 func (a *Accounts) Stats() AccountsStats {
 	st := AccountsStats{Held: int(a.held.Load())}
 	if a.cfg.events != nil {
@@ -339,7 +392,10 @@ func (a *Accounts) Stats() AccountsStats {
 // an error naming each such account (a [*SaveError] for each), since the
 // token, whose refresh token may be the only valid one, dies with the
 // process. Every call after Shutdown begins, of the Accounts and of its
-// sources and clients, fails with [ErrShutdown]. Call it once the server
+// sources and clients, fails with [ErrShutdown] and touches neither the
+// store nor Dropbox Sign, but for [Accounts.Stats], which still reports,
+// and Shutdown itself: called again (after its ctx ended, say), it waits
+// again and retries the saves still owed. Call it once the server
 // has stopped taking requests, so that a deploy's SIGTERM never loses a
 // refresh token that Dropbox Sign has just rotated:
 //
@@ -372,12 +428,25 @@ func (a *Accounts) Shutdown(ctx context.Context) error {
 // Refused yields the accounts whose grant Dropbox Sign has refused, which
 // await a new authorization (see [Accounts.Login]), as recorded in the
 // store: the app's page of accounts to reconnect. It needs a store that is
-// a [Lister]; with another, it yields an error.
+// a [Lister]; with another, it yields an error for which [Classify] says
+// Misconfigured. A listing walked after [Accounts.Shutdown] has begun
+// yields [ErrShutdown] alone and reads nothing.
 func (a *Accounts) Refused(ctx context.Context) iter.Seq2[*RefusedError, error] {
-	if l, ok := a.cfg.opts.store.(Lister); ok {
-		return l.Refused(ctx)
-	}
 	return func(yield func(*RefusedError, error) bool) {
-		yield(nil, fmt.Errorf("dropboxsign: the store %T cannot list its accounts (it is not a Lister)", a.cfg.opts.store))
+		l, ok := a.cfg.opts.store.(Lister)
+		switch {
+		case a.cfg.closed.Load():
+			yield(nil, ErrShutdown)
+		case a.cfg.opts.store == nil:
+			yield(nil, errNoStore)
+		case !ok:
+			yield(nil, configErrorf("the store %T cannot list its accounts (it is not a Lister)", a.cfg.opts.store))
+		default:
+			for r, err := range l.Refused(ctx) {
+				if !yield(r, err) {
+					return
+				}
+			}
+		}
 	}
 }

@@ -21,3 +21,16 @@ var Backoff = backoff
 func WithKicked(fn func()) Option {
 	return func(o *options) { o.kicked = fn }
 }
+
+// HeldCount returns how many accounts a counts as held, and how many its
+// shards' maps hold: the two agree once no call is under way.
+func (a *Accounts) HeldCount() (counted, entries int) {
+	counted = int(a.held.Load())
+	for i := range a.shards {
+		sh := &a.shards[i]
+		sh.mu.RLock()
+		entries += len(sh.held)
+		sh.mu.RUnlock()
+	}
+	return counted, entries
+}
