@@ -56,8 +56,9 @@ func newSourceConfig(ctx context.Context, c *oauth2.Config, opts []Option) *sour
 	return cfg
 }
 
-// ErrShutdown is returned by every call of an [Accounts], and of its token
-// sources and clients, once [Accounts.Shutdown] has begun.
+// ErrShutdown is returned by every call of an [Accounts] (but Stats, an
+// observation, and Shutdown itself), and of its token sources and clients,
+// once [Accounts.Shutdown] has begun.
 var ErrShutdown = errors.New("dropboxsign: the Accounts has been shut down")
 
 // enter registers a piece of work (a run, a login) unless Shutdown has begun.
