@@ -31,7 +31,11 @@ const DefaultTimeout = 30 * time.Second
 // ErrorDescription filled from either of Dropbox Sign's error shapes. A 2xx
 // answer that is not a usable token (malformed JSON, a field of the wrong
 // type, an access token that could not be sent in a header, a state that is
-// not the one sent) is an error that wraps one (use [errors.As]).
+// not the one sent, a token that is the client secret or the code: an echo
+// of the request) is an error that wraps one (use [errors.As]); [Classify]
+// says Temporary. No credential of the request is ever returned as a token,
+// nor kept among the token's extras (fields of the answer that repeat one
+// are dropped).
 //
 // No error text, nor the RetrieveError's Body, ErrorDescription or Response
 // status and headers, contains the client secret, the code or a token, even
@@ -53,7 +57,9 @@ func Exchange(ctx context.Context, c *oauth2.Config, code, state string) (*oauth
 // It sends a JSON POST to c.Endpoint.TokenURL with "refresh" added to the
 // URL's query, carrying grant_type "refresh_token", refresh_token, client_id
 // and client_secret. If the response omits refresh_token, the returned token
-// keeps refreshToken. Contexts and errors are as for [Exchange].
+// keeps refreshToken; an answer that gives refreshToken back as the access
+// token, or the client secret as either token, is an echo of the request,
+// refused as for [Exchange]. Contexts and errors are as for [Exchange].
 func Refresh(ctx context.Context, c *oauth2.Config, refreshToken string) (*oauth2.Token, error) {
 	tc, err := newTokenClient(c, DefaultTimeout, time.Now)
 	if err != nil {
@@ -120,7 +126,8 @@ func (tc *tokenClient) exchange(ctx context.Context, code, state string) (*oauth
 		return nil, errors.New("dropboxsign: exchange: empty state (pass the state given to AuthCodeURL)")
 	}
 	body := exchangeRequest{tc.clientID, tc.clientSecret, code, state, "authorization_code"}
-	return tc.post(ctx, "exchange", tc.exchangeURL, body, state, newRedactor(tc.clientSecret, code))
+	q := requestSecrets{clientSecret: tc.clientSecret, code: code}
+	return tc.post(ctx, "exchange", tc.exchangeURL, body, state, newRedactor(tc.clientSecret, code), q)
 }
 
 // refresh presents refreshToken. held are other credentials the caller holds
@@ -133,7 +140,8 @@ func (tc *tokenClient) refresh(ctx context.Context, refreshToken string, held ..
 		return nil, fmt.Errorf("%w: it %s", errUnsendableRefreshToken, problem)
 	}
 	body := refreshRequest{"refresh_token", refreshToken, tc.clientID, tc.clientSecret}
-	tok, err := tc.post(ctx, "refresh", tc.refreshURL, body, "", newRedactor(append(held, tc.clientSecret, refreshToken)...))
+	q := requestSecrets{clientSecret: tc.clientSecret, refreshToken: refreshToken}
+	tok, err := tc.post(ctx, "refresh", tc.refreshURL, body, "", newRedactor(append(held, tc.clientSecret, refreshToken)...), q)
 	if err != nil {
 		return nil, err
 	}
@@ -150,8 +158,8 @@ var (
 
 // post sends one token request and decodes its answer. r knows the secrets
 // the request carries: no error text may show them, even if the server or a
-// proxy echoes them back.
-func (tc *tokenClient) post(ctx context.Context, op, target string, body any, wantState string, r *redactor) (*oauth2.Token, error) {
+// proxy echoes them back; q names them, so that none comes back as a token.
+func (tc *tokenClient) post(ctx context.Context, op, target string, body any, wantState string, r *redactor, q requestSecrets) (*oauth2.Token, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
@@ -177,7 +185,7 @@ func (tc *tokenClient) post(ctx context.Context, op, target string, body any, wa
 		return nil, fmt.Errorf("dropboxsign: %s: %w", op, r.requestError(err, http.MethodPost, target))
 	}
 	defer resp.Body.Close()
-	return decodeResponse(op, resp, sent, wantState, r)
+	return decodeAnswer(op, resp, sent, wantState, r, q)
 }
 
 // httpClient returns the HTTP client for token requests: the source's, else

@@ -21,17 +21,69 @@ const maxBodySize = 1 << 20
 // is a broken server, and would overflow time arithmetic soon after.
 const maxExpiresIn = 10 * 365 * 24 * 3600
 
-// decodeResponse turns a token response into a token or an error. sent is
+// requestSecrets are the credentials a token request carries. None may come
+// back as a token: a server or a proxy that echoes the request (or builds
+// its answer from it) would otherwise have the client secret or the code
+// stored, sealed, presented to the token endpoint and sent in API calls.
+type requestSecrets struct {
+	clientSecret string
+	code         string // an exchange's
+	refreshToken string // a refresh's: it may come back as the refresh token (no rotation), never as the access token
+}
+
+// echo names the credential of the request that v is, or returns "": the
+// client secret and the code, and with asAccess the refresh token presented
+// too. Equality is the test: an echo returns the value as it was sent, and a
+// token that merely contains a secret is no echo (nothing that holds a
+// secret only in part can be told from chance without refusing real tokens).
+func (q requestSecrets) echo(v string, asAccess bool) string {
+	switch {
+	case v == "":
+		return ""
+	case v == q.clientSecret:
+		return "the client secret"
+	case v == q.code:
+		return "the authorization code"
+	case asAccess && v == q.refreshToken:
+		return "the refresh token"
+	}
+	return ""
+}
+
+// holdsEcho reports whether v, a field of an answer as decoded from JSON,
+// is or holds (in an object or an array) a credential of the request.
+func (q requestSecrets) holdsEcho(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return q.echo(v, false) != ""
+	case map[string]any:
+		for _, e := range v {
+			if q.holdsEcho(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if q.holdsEcho(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// decodeAnswer turns a token response into a token or an error. sent is
 // when the request left, so that Expiry errs on the early side; wantState,
 // if not empty, is the state the answer may echo. r knows the secrets of the
 // request, and learns those of the answer: new tokens in a broken answer are
-// credentials too.
+// credentials too. q are the request's credentials, which no token of the
+// answer may be.
 //
 // An answer that reports an error (a status other than 2xx, or an "error"
 // member) comes back as the *oauth2.RetrieveError itself, as x/oauth2 returns
 // it; a 2xx answer that is not a usable token comes back as a *responseError
 // that wraps one.
-func decodeResponse(op string, resp *http.Response, sent time.Time, wantState string, r *redactor) (*oauth2.Token, error) {
+func decodeAnswer(op string, resp *http.Response, sent time.Time, wantState string, r *redactor, q requestSecrets) (*oauth2.Token, error) {
 	body, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
 	var fields map[string]json.RawMessage
 	jsonErr := errors.New("too large to parse")
@@ -61,10 +113,10 @@ func decodeResponse(op string, resp *http.Response, sent time.Time, wantState st
 	case jsonErr != nil:
 		return nil, bad("the response is not a JSON object (Content-Type %q, %d bytes)", r.text(resp.Header.Get("Content-Type")), len(body))
 	}
-	tok, err := parseToken(fields, sent, wantState, resp.Header)
+	tok, err := parseToken(fields, sent, wantState, resp.Header, q)
 	if err != nil {
 		e := bad("malformed token response: %v", err)
-		e.refreshToken = salvageRefreshToken(fields)
+		e.refreshToken = salvageRefreshToken(fields, q)
 		return nil, e
 	}
 	return tok, nil
@@ -74,8 +126,9 @@ func decodeResponse(op string, resp *http.Response, sent time.Time, wantState st
 // the spec must have its documented type and a value fit for its use (the
 // access token goes into an HTTP header, the refresh token into the next
 // request); other fields are kept as extras, and so is the rate limit read
-// from header. Error texts never quote a value.
-func parseToken(fields map[string]json.RawMessage, sent time.Time, wantState string, header http.Header) (*oauth2.Token, error) {
+// from header. Neither token may be a credential of the request (q), and
+// the extras keep no field that holds one. Error texts never quote a value.
+func parseToken(fields map[string]json.RawMessage, sent time.Time, wantState string, header http.Header, q requestSecrets) (*oauth2.Token, error) {
 	access, err := stringField(fields, "access_token")
 	if err != nil {
 		return nil, err
@@ -85,6 +138,9 @@ func parseToken(fields map[string]json.RawMessage, sent time.Time, wantState str
 	}
 	if problem := credentialProblem(access); problem != "" {
 		return nil, errors.New("access_token " + problem)
+	}
+	if name := q.echo(access, true); name != "" {
+		return nil, errors.New("access_token is " + name + " the request carried: an echo of the request, not a token")
 	}
 	tokenType, err := stringField(fields, "token_type")
 	if err != nil {
@@ -103,6 +159,9 @@ func parseToken(fields map[string]json.RawMessage, sent time.Time, wantState str
 	if refresh != "" { // empty reads as absent: the old refresh token is kept
 		if problem := credentialProblem(refresh); problem != "" {
 			return nil, errors.New("refresh_token " + problem)
+		}
+		if name := q.echo(refresh, false); name != "" {
+			return nil, errors.New("refresh_token is " + name + " the request carried: an echo of the request, not a token")
 		}
 	}
 	state, err := stringField(fields, "state")
@@ -126,6 +185,9 @@ func parseToken(fields map[string]json.RawMessage, sent time.Time, wantState str
 		var v any
 		if json.Unmarshal(raw, &v) != nil {
 			v = json.RawMessage(raw) // e.g. a number too large for float64
+		}
+		if q.holdsEcho(v) {
+			continue // the request's client_secret or code, say: not for a token that gets printed and passed around
 		}
 		extra[k] = v
 	}
@@ -233,10 +295,11 @@ func hasError(fields map[string]json.RawMessage) bool {
 
 // salvageRefreshToken picks a refresh token out of an otherwise unusable
 // success response: if the server rotated it, it is the only valid one left.
-// One that could not be sent is no use.
-func salvageRefreshToken(fields map[string]json.RawMessage) string {
+// One that could not be sent is no use, and one that is a credential of the
+// request (the client secret, the code) is an echo, never to be stored.
+func salvageRefreshToken(fields map[string]json.RawMessage, q requestSecrets) string {
 	rt, _ := stringField(fields, "refresh_token")
-	if credentialProblem(rt) != "" {
+	if credentialProblem(rt) != "" || q.echo(rt, false) != "" {
 		return ""
 	}
 	return rt
