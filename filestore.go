@@ -65,7 +65,9 @@ type FileStoreOption func(*FileStore)
 // WithSealer makes the store seal tokens at rest with s (see [Sealer]):
 // then a file shows the token to nobody without the key, not to a backup,
 // an operator or another program of the same user. Files written before
-// stay readable and are sealed at their next save.
+// in plain JSON stay readable (unless s refuses plaintext: see
+// [Sealer.RefusePlaintext]), are reported by the source that loads them
+// ([EventPlaintextToken]), and are sealed at their next save.
 func WithSealer(s *Sealer) FileStoreOption {
 	return func(f *FileStore) { f.sealer = s }
 }
@@ -210,9 +212,15 @@ func (f *FileStore) readIn(root *os.Root, key string) (*fileRecord, error) {
 		return nil, fmt.Errorf("dropboxsign: FileStore: %s holds the token of another key, whose file is %s (copied or renamed?): move it back, or remove it and log in again for this key",
 			f.path(name), fileName(rec.Key))
 	}
-	if rec.Sealed != nil {
+	switch {
+	case rec.Sealed != nil:
 		if rec.Token, err = f.sealer.Open(key, rec.Sealed); err != nil {
 			return nil, fmt.Errorf("dropboxsign: FileStore: %s: %v", f.path(name), err)
+		}
+	case rec.Token != nil:
+		// Plain JSON: refused, or noted, as the Sealer's Open would.
+		if rec.Token, err = f.sealer.openPlain(rec.Token); err != nil {
+			return nil, fmt.Errorf("dropboxsign: FileStore: %s: %w", f.path(name), err)
 		}
 	}
 	if (rec.Token == nil || rec.Token.AccessToken == "" && rec.Token.RefreshToken == "") && rec.RefusedAt == nil {

@@ -16,7 +16,8 @@ import (
 // login and a save that succeeds after failures are Info, one line each; a
 // token adopted from another replica is Debug; failures a retry may fix (a
 // network error, a 5xx, a rate limit, a store outage) and a 401 are Warn,
-// as is an account whose user must authorize the app again; a failure no
+// as are an account whose user must authorize the app again and a token
+// found in plain JSON in a store that seals tokens; a failure no
 // retry fixes (bad client credentials, a refresh storm the API keeps
 // refusing) and a token that cannot be saved are Error. A nil l logs
 // nothing. Records are written after the fact, from one goroutine per
@@ -110,6 +111,8 @@ func logLine(e Event) (slog.Level, string) {
 		return slog.LevelWarn, "dropboxsign: account must be authorized again: its grant was refused"
 	case EventLogin:
 		return slog.LevelInfo, "dropboxsign: account connected"
+	case EventPlaintextToken:
+		return slog.LevelWarn, "dropboxsign: token stored in plain JSON though the store seals tokens; sealed at its next save (planted? see Sealer.RefusePlaintext)"
 	}
 	return slog.LevelInfo, "dropboxsign: " + e.Kind.String()
 }

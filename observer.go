@@ -10,16 +10,18 @@ import (
 // An Event is something a token source, or an Accounts, did or met: a
 // token request and its outcome, a store failure, a token adopted from
 // another replica, a failed save, a token the API refused, an account whose
-// grant is gone. Observers receive them (see [WithObserver]); [WithLogger]
-// turns them into log records. Events never hold a secret: Err's text is
-// redacted like every error the package returns.
+// grant is gone, a token found in plain JSON in a store that seals them.
+// Observers receive them (see [WithObserver]); [WithLogger] turns them into
+// log records. Events never hold a secret: Err's text is redacted like
+// every error the package returns.
 type Event struct {
 	Kind    EventKind
 	Account string    // the account's key (Accounts, WithStore); "" for a source without a store
 	Time    time.Time // when it happened; for a token request, when it ended
 
 	// Op is, for a token request, "exchange" or "refresh"; for a store
-	// failure, the call: "load", "lock", "save" or "mark".
+	// failure, the call: "load", "lock", "save" or "mark"; "load" for a
+	// token in plain JSON.
 	Op       string
 	Duration time.Duration // how long the token request took
 	Err      error         // what went wrong; nil for a success
@@ -71,13 +73,20 @@ const (
 	EventRefused
 	// EventLogin is a new grant stored by Accounts.Login.
 	EventLogin
+	// EventPlaintextToken is a token loaded from a store whose Sealer has
+	// keys, but stored in plain JSON: from before encryption was turned on,
+	// written by a replica without keys, or planted by someone who can
+	// write to the store. It is used, and sealed at its next save. It comes
+	// once per account's source (see [Sealer]); none comes once the Sealer
+	// refuses plaintext ([Sealer.RefusePlaintext]): the load fails instead.
+	EventPlaintextToken
 )
 
-var eventKindNames = [...]string{"", "token_request", "adopted", "store_failed", "save_failed", "saved", "invalidated", "refused", "login"}
+var eventKindNames = [...]string{"", "token_request", "adopted", "store_failed", "save_failed", "saved", "invalidated", "refused", "login", "plaintext_token"}
 
 // String returns the kind's name, as used in logs and metrics:
 // "token_request", "adopted", "store_failed", "save_failed", "saved",
-// "invalidated", "refused" or "login".
+// "invalidated", "refused", "login" or "plaintext_token".
 func (k EventKind) String() string {
 	if k > 0 && int(k) < len(eventKindNames) {
 		return eventKindNames[k]

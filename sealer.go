@@ -25,20 +25,59 @@ import (
 // can open what new will seal), then [new, old] (new seals), and drop old
 // once every token has been saved again (each refresh saves; a token
 // nobody refreshes keeps its old seal). A sealed token is bound to its
-// account key: copied under another account, it does not open. A token
-// stored in plain JSON (before encryption was turned on) still opens, and
-// is sealed at its next save.
+// account key: copied under another account, it does not open.
+//
+// A token stored in plain JSON (before encryption was turned on) still
+// opens, and is sealed at its next save (each refresh saves; to seal one
+// nobody refreshes, Load it and Save it over itself: Save(ctx, key, tok,
+// tok)). A source that loads such a token from a store reports it, once
+// per account's source (an [Accounts] that lets an idle account go and
+// loads it again reports it again): an [EventPlaintextToken], logged at
+// Warn by [WithLogger], counted by the oteldropboxsign module. Those events
+// are how an operator finds the tokens still in plain JSON, along with a
+// scan of the store (docs/operating.md says how, for each store). Once no
+// replica runs without keys and no token is left in plain JSON, turn on
+// [Sealer.RefusePlaintext]: from then on a plain token, planted by someone
+// who can write to the store, does not open.
 //
 // A nil *Sealer is valid: it writes plain JSON and refuses to open sealed
-// tokens. A zero Sealer (not made by NewSealer) has no keys: it seals and
-// opens nothing, with an error. A Sealer is safe for concurrent use.
+// tokens. A zero Sealer (not made by NewSealer) has no keys: it seals
+// nothing, and opens nothing sealed, with an error. A Sealer is safe for
+// concurrent use.
 //
 // Sealing protects the tokens' secrecy, not the store's integrity against
-// someone who can write to it: since plain JSON still opens (for the
-// migration above), such a writer can plant a plain token of their own.
+// someone who can write to it: unless it refuses plaintext, a Sealer opens
+// plain JSON (for the migration above), so such a writer can plant a plain
+// token of their own.
 type Sealer struct {
-	ids   [][]byte // the first 8 bytes of SHA-256 of each key
-	aeads []cipher.AEAD
+	ids    [][]byte // the first 8 bytes of SHA-256 of each key
+	aeads  []cipher.AEAD
+	strict bool // refuse tokens in plain JSON: see RefusePlaintext
+}
+
+// ErrPlaintextToken is what a Sealer that refuses plaintext
+// ([Sealer.RefusePlaintext]) returns for a token in plain JSON; stores
+// wrap it, naming themselves and the key. The token is not used. A new login
+// ([Accounts.Login]) replaces the record, with every store of this
+// repository (they are [Replacer]s); an operator who finds many should ask
+// why: a replica without keys still writing plain JSON, strict mode turned
+// on before every token was sealed, or someone writing to the store.
+var ErrPlaintextToken = errors.New("dropboxsign: the stored token is in plain JSON, which this Sealer refuses (RefusePlaintext): stored before encryption was turned on, written by a replica without keys, or planted; a new login replaces it")
+
+// RefusePlaintext returns a copy of s, with the same keys, that refuses to
+// open a token stored in plain JSON: its Open (and a FileStore's Load)
+// fails with an error that wraps [ErrPlaintextToken]. Give it to the stores
+// once a fleet is fully sealed (see [Sealer]). s itself is unchanged.
+//
+// Refusing plaintext needs keys: on a nil *Sealer (plain JSON) it returns a
+// Sealer without keys, which seals nothing and opens nothing.
+func (s *Sealer) RefusePlaintext() *Sealer {
+	if s == nil {
+		return &Sealer{strict: true}
+	}
+	c := *s
+	c.strict = true
+	return &c
 }
 
 // NewSealer returns a Sealer with keys, the first of which seals; each
@@ -110,11 +149,12 @@ func (s *Sealer) Seal(account string, t *oauth2.Token) ([]byte, error) {
 }
 
 // Open returns the token in blob, which Seal made for account (or which
-// holds a token in plain JSON). The error says what is wrong, never what
-// the blob holds.
+// holds a token in plain JSON, unless s refuses plaintext). The error says
+// what is wrong, never what the blob holds.
 func (s *Sealer) Open(account string, blob []byte) (*oauth2.Token, error) {
 	plain := blob
-	if bytes.HasPrefix(blob, sealedMagic) {
+	sealed := bytes.HasPrefix(blob, sealedMagic)
+	if sealed {
 		if s == nil {
 			return nil, errors.New("the stored token is encrypted and no encryption keys are configured")
 		}
@@ -132,6 +172,25 @@ func (s *Sealer) Open(account string, blob []byte) (*oauth2.Token, error) {
 		if err := t.Expiry.UnmarshalText([]byte(rec.Expiry)); err != nil {
 			return nil, errors.New("the stored token has an unreadable expiry")
 		}
+	}
+	if !sealed {
+		return s.openPlain(t)
+	}
+	return t, nil
+}
+
+// openPlain passes on t, a token a store read in plain JSON (through Open,
+// or by itself, as FileStore does): refused by a Sealer that refuses
+// plaintext; remembered as plaintext for the source that loads it (see
+// notePlaintext) when read by a Sealer with keys, which seals every token,
+// so that t was not written by it.
+func (s *Sealer) openPlain(t *oauth2.Token) (*oauth2.Token, error) {
+	switch {
+	case s == nil:
+	case s.strict:
+		return nil, ErrPlaintextToken
+	case len(s.aeads) > 0:
+		markPlaintext(t)
 	}
 	return t, nil
 }

@@ -1,8 +1,8 @@
 // Package oteldropboxsign reports what package dropboxsign's token sources
 // and Accounts do as OpenTelemetry metrics and traces: token requests by
 // operation and outcome, their duration, store errors, failed saves,
-// refused tokens, refused grants, and the accounts held and awaiting a new
-// authorization. It is fed by the core's [dropboxsign.Observer] hook, so it
+// refused tokens, refused grants, tokens found in plain JSON in a store that
+// seals them, and the accounts held and awaiting a new authorization. It is fed by the core's [dropboxsign.Observer] hook, so it
 // costs nothing on the path that serves a valid token.
 //
 // Wire it once, at start-up:

@@ -151,6 +151,7 @@ var instruments = map[string]instrument{
 	"dropboxsign.account.refusals":       {"{refusal}", "counter", false},
 	"dropboxsign.account.logins":         {"{login}", "counter", false},
 	"dropboxsign.token.adoptions":        {"{token}", "counter", false},
+	"dropboxsign.store.plaintext_tokens": {"{token}", "counter", false},
 	"dropboxsign.account.count":          {"{account}", "updowncounter", true},
 	"dropboxsign.event.dropped":          {"{event}", "counter", true},
 }

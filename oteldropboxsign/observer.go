@@ -36,6 +36,7 @@ type Observer struct {
 	refusals      metric.Int64Counter
 	logins        metric.Int64Counter
 	adoptions     metric.Int64Counter
+	plaintext     metric.Int64Counter
 	accountCount  metric.Int64ObservableUpDownCounter
 	dropped       metric.Int64ObservableCounter
 
@@ -79,6 +80,7 @@ func NewObserver(opts ...Option) *Observer {
 	o.refusals = counter("dropboxsign.account.refusals", "{refusal}", "Accounts whose grant Dropbox Sign refused for good: their user must authorize the app again.")
 	o.logins = counter("dropboxsign.account.logins", "{login}", "New grants stored by Accounts.Login.")
 	o.adoptions = counter("dropboxsign.token.adoptions", "{token}", "Valid tokens taken from the store instead of refreshing: an account's first use in this process, or a token another replica refreshed.")
+	o.plaintext = counter("dropboxsign.store.plaintext_tokens", "{token}", "Tokens loaded in plain JSON from a store that seals tokens, once per account held: not sealed since encryption was turned on, or planted. Each is sealed at its next save.")
 	var err error
 	if o.duration, err = meter.Float64Histogram("dropboxsign.token.request.duration",
 		metric.WithUnit("s"), metric.WithDescription("Duration of token requests, by operation and outcome."),
@@ -124,6 +126,8 @@ func (o *Observer) Observe(ctx context.Context, e dropboxsign.Event) {
 		o.logins.Add(ctx, 1, o.attrs(e))
 	case dropboxsign.EventAdopted:
 		o.adoptions.Add(ctx, 1, o.attrs(e))
+	case dropboxsign.EventPlaintextToken:
+		o.plaintext.Add(ctx, 1, o.attrs(e))
 	}
 }
 
