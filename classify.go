@@ -27,7 +27,9 @@ const (
 	Reauthorize
 	// Misconfigured means the request itself is wrong and retrying cannot
 	// fix it: bad client credentials (invalid_client), a wrong or insecure
-	// token URL, another 4xx. Fix the configuration.
+	// token URL, another 4xx; or a stored token this configuration refuses
+	// (a plain one, with [Sealer.RefusePlaintext]). An operator must act:
+	// fix the configuration, or the store.
 	Misconfigured
 )
 
@@ -58,7 +60,7 @@ func Classify(err error) Class {
 		return Reauthorize
 	}
 	var refused *refusedTokensError
-	if errors.Is(err, ErrInsecureEndpoint) || errors.Is(err, errBadConfig) || errors.As(err, &refused) {
+	if errors.Is(err, ErrInsecureEndpoint) || errors.Is(err, errBadConfig) || errors.As(err, &refused) || errors.Is(err, ErrPlaintextToken) {
 		return Misconfigured
 	}
 	var lost *lostRefusalError

@@ -255,6 +255,8 @@ func TestStrictFileStoreRefusesPlaintextAndALoginRepairsIt(t *testing.T) {
 	tok, err := a.TokenSource("alice").TokenContext(ctx)
 	if err == nil || !errors.Is(err, dropboxsign.ErrPlaintextToken) {
 		t.Errorf("the account's call: %v, %v; want an error wrapping ErrPlaintextToken", tokenText(tok), err)
+	} else if c := dropboxsign.Classify(err); c != dropboxsign.Misconfigured {
+		t.Errorf("the account's call: class %v; want misconfigured (an operator must act)", c)
 	} else {
 		assertClean(t, "the account's error", err.Error(), append(srv.Secrets(), planted.AccessToken, planted.RefreshToken)...)
 	}

@@ -210,6 +210,7 @@ func (s *TokenSource) load(ctx context.Context) (*oauth2.Token, *RefusedError, e
 // stored token's refresh token, if one is (see spending.go).
 func (s *TokenSource) loadMarked(ctx context.Context) (*oauth2.Token, time.Time, *RefusedError, error) {
 	t, err := s.storeLoad(ctx)
+	s.notePlaintext(ctx, t) // before anything copies t: see plaintext.go
 	var refusal *RefusedError
 	switch {
 	case errors.Is(err, ErrNotFound):

@@ -196,6 +196,11 @@ func retryAt(err error, n int, now time.Time, shared bool) time.Time {
 		}
 		return now.Add(maxBackoff)
 	case Misconfigured:
+		if _, fromStore := err.(*storeError); fromStore {
+			// What an operator fixes in the store (a plain token refused,
+			// say) may be fixed any moment, or replaced by a login.
+			return now.Add(backoff(n))
+		}
 		return now.Add(maxBackoff)
 	case RateLimited:
 		at := now.Add(backoff(n))
