@@ -87,7 +87,7 @@ func FuzzTokenResponse(f *testing.F) {
 		f.Add([]byte(seed), "application/json")
 	}
 	f.Fuzz(func(t *testing.T, body []byte, contentType string) {
-		tok, err := decodeResponse("refresh", fuzzResponse(200, contentType, "", body), time.Now(), "", newRedactor(fuzzSecret))
+		tok, err := decodeAnswer("refresh", fuzzResponse(200, contentType, "", body), time.Now(), "", newRedactor(fuzzSecret), requestSecrets{clientSecret: fuzzSecret})
 		checkDecoded(t, tok, err)
 	})
 }
@@ -112,7 +112,7 @@ func FuzzErrorResponse(f *testing.F) {
 		if status < 100 || status > 999 {
 			status = 500
 		}
-		tok, err := decodeResponse("refresh", fuzzResponse(status, "application/json", reset, body), time.Now(), "", newRedactor(fuzzSecret))
+		tok, err := decodeAnswer("refresh", fuzzResponse(status, "application/json", reset, body), time.Now(), "", newRedactor(fuzzSecret), requestSecrets{clientSecret: fuzzSecret})
 		if status >= 300 && err == nil {
 			t.Fatalf("status %d decoded as a token", status)
 		}
