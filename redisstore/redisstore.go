@@ -3,12 +3,14 @@
 // them, and never present a refresh token another replica has spent.
 //
 // Each key's token lives in a Redis hash, <prefix>token:<key>, holding the
-// token (JSON, or sealed with AES-256-GCM when encryption keys are given)
-// and a fingerprint of its access and refresh tokens. Save compares that
-// fingerprint and writes in one Lua script, so the compare-and-swap is
-// atomic. The refresh lock is <prefix>lock:<key>, a lease: SET NX PX with a
-// random owner token, renewed by the holder every third of its TTL, and
-// released or renewed only by a script that checks the owner first.
+// token (JSON, or sealed with AES-256-GCM when encryption keys are given),
+// a fingerprint of its access and refresh tokens, and a checksum binding
+// the two. Save compares that fingerprint and writes in one Lua script, so
+// the compare-and-swap is atomic; a record whose fingerprint is missing or
+// not bound to its token (edited by hand) is compared by its token (see
+// Store.Load). The refresh lock is <prefix>lock:<key>, a lease: SET NX PX
+// with a random owner token, renewed by the holder every third of its TTL,
+// and released or renewed only by a script that checks the owner first.
 //
 // Durability is Redis's: a Save that returned nil survives a Redis restart
 // only with persistence on (appendonly yes; appendfsync always for every
@@ -22,7 +24,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"iter"
+	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -61,16 +66,28 @@ type Options struct {
 	// per refresh), never a read.
 	WaitReplicas int
 	WaitTimeout  time.Duration
+	// Skipped, if set, is told of each Redis key under Prefix+"token:"
+	// that Keys or Refused skipped because it holds no record of this
+	// store (see Store.Load): a key of another type (another application
+	// using the same prefix, an operator's SET), or a hash with neither a
+	// blob nor a refused field. redisType is what TYPE says the key is
+	// ("string", "list", "hash", ...). It is called once per key and
+	// listing, from the goroutine ranging over the listing, which goes on
+	// afterwards: such keys are no accounts, so they neither appear in the
+	// listing nor end it. If nil, each is logged with slog's default
+	// logger, at level Warn.
+	Skipped func(redisKey, redisType string)
 }
 
 // Store is a dropboxsign.Store, Lister and Replacer in Redis. It is safe for concurrent use.
 type Store struct {
-	client redis.UniversalClient
-	prefix string
-	ttl    time.Duration
-	sealer *dropboxsign.Sealer // nil: tokens stored as plain JSON
-	wait   int
-	waitTO time.Duration
+	client  redis.UniversalClient
+	prefix  string
+	ttl     time.Duration
+	sealer  *dropboxsign.Sealer // nil: tokens stored as plain JSON
+	wait    int
+	waitTO  time.Duration
+	skipped func(redisKey, redisType string)
 }
 
 var (
@@ -95,6 +112,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	}
 	s.sealer = opts.Sealer
 	s.wait, s.waitTO = opts.WaitReplicas, opts.WaitTimeout
+	s.skipped = opts.Skipped
 	if s.waitTO <= 0 {
 		s.waitTO = time.Second
 	}
@@ -116,11 +134,19 @@ func fingerprint(t *oauth2.Token) string {
 
 // Load returns the token stored under key, dropboxsign.ErrNotFound, or a
 // *dropboxsign.RefusedError for a key marked refused.
+//
+// Load, Save, MarkRefused and the listings read a record alike, whatever
+// shape an operator or another program left it in: a hash with a refused
+// field is a refusal mark, whatever else it holds; else a hash with a blob
+// holds the blob's token; else (no key, or a hash with neither) nothing is
+// stored. A key of another Redis type is no record: Load, Save and
+// MarkRefused fail on it with an error saying what it holds, and Replace (a
+// new login) replaces it.
 func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	rk := s.tokenKey(key)
 	fields, err := s.client.HMGet(ctx, rk, "blob", "refused").Result()
 	if err != nil {
-		return nil, fmt.Errorf("redisstore: load %q: %w", key, err)
+		return nil, s.readError(ctx, "load", key, err)
 	}
 	if refused, ok := fields[1].(string); ok {
 		return nil, refusal(key, refused)
@@ -136,39 +162,97 @@ func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	return tok, nil
 }
 
-// refusal reads a refusal mark: milliseconds since the Unix epoch.
+// readError describes err, which a command on key's record returned: for a
+// key of another type, what it holds.
+func (s *Store) readError(ctx context.Context, op, key string, err error) error {
+	if strings.HasPrefix(err.Error(), "WRONGTYPE") {
+		if typ, terr := s.client.Type(ctx, s.tokenKey(key)).Result(); terr == nil && typ != "hash" && typ != "none" {
+			return notARecord(op, key, typ)
+		}
+	}
+	return fmt.Errorf("redisstore: %s %q: %w", op, key, err)
+}
+
+func notARecord(op, key, typ string) error {
+	return fmt.Errorf("redisstore: %s %q: its Redis key holds a %s, not a token record (another application's key under this store's prefix?); a new login replaces it", op, key, typ)
+}
+
+// refusal reads a refusal mark: milliseconds since the Unix epoch (a mark
+// written by hand that is not a number has no time).
 func refusal(key, millis string) *dropboxsign.RefusedError {
-	ms, _ := strconv.ParseInt(millis, 10, 64)
+	ms, err := strconv.ParseInt(millis, 10, 64)
+	if err != nil {
+		return &dropboxsign.RefusedError{Key: key}
+	}
 	return &dropboxsign.RefusedError{Key: key, Since: time.UnixMilli(ms)}
 }
 
-// saveScript stores a token if the stored fingerprint is the expected one
-// ("" expects nothing stored, or a refusal mark, which it replaces; "*"
-// replaces anything, whatever its type). It returns 1 if it wrote, 0 on a
-// conflict.
-var saveScript = redis.NewScript(`
-if ARGV[1] == '*' then
-  redis.call('DEL', KEYS[1])
-else
-  local cur = redis.call('HGET', KEYS[1], 'fp')
-  if ARGV[1] == '' then
-    if cur then return 0 end
-  elseif cur ~= ARGV[1] then
+// What the save and mark scripts return.
+const (
+	conflict = 0
+	written  = 1
+	// unbound: the record's fingerprint is not the one the save script
+	// wrote with its blob (a hand edit, a partial restore, or a record of a
+	// version before sum): only its token, which Lua cannot open, can tell
+	// whether it is the expected one.
+	unbound = 2
+)
+
+// What the scripts expect the record to hold, besides a fingerprint.
+const (
+	expectNothing = ""  // no token: no key, a hash without a blob, or a refusal mark
+	expectBlob    = "=" // a token whose blob is exactly ARGV[2]
+	replaceAny    = "*" // anything, whatever its type (save only)
+)
+
+// holdsLua defines holds(expect), which compares what KEYS[1] holds with
+// what expect names (see the expect constants; else a fingerprint, hex, so
+// never one of them), reading the record as Load does. It returns 1 if it
+// matches, 0 if not, 2 (unbound) if only the record's token can tell, or
+// {-1, type} for a key that is no hash. A record's sum binds its
+// fingerprint to its blob: a fingerprint whose sum does not match was not
+// written with that blob, and is not trusted either way.
+const holdsLua = `
+local function bind(fp, blob)
+  return redis.sha1hex(string.len(fp) .. ':' .. fp .. blob)
+end
+local function holds(expect)
+  local t = redis.call('TYPE', KEYS[1]).ok
+  if t ~= 'none' and t ~= 'hash' then return {-1, t} end
+  local f = {}
+  if t == 'hash' then f = redis.call('HMGET', KEYS[1], 'refused', 'blob', 'fp', 'sum') end
+  if f[1] or not f[2] then
+    if expect == '' then return 1 end
     return 0
   end
+  if expect == '' then return 0 end
+  if expect == '=' then
+    if f[2] == ARGV[2] then return 1 end
+    return 0
+  end
+  if not f[3] or f[4] ~= bind(f[3], f[2]) then return 2 end
+  if f[3] == expect then return 1 end
+  return 0
 end
-redis.call('HDEL', KEYS[1], 'refused')
-redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'blob', ARGV[3])
+`
+
+// saveScript stores a token (fingerprint ARGV[3], blob ARGV[4]) if KEYS[1]
+// holds what ARGV[1] (and ARGV[2]) expect, replacing the whole record.
+var saveScript = redis.NewScript(holdsLua + `
+if ARGV[1] ~= '*' then
+  local h = holds(ARGV[1])
+  if h ~= 1 then return h end
+end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'fp', ARGV[3], 'blob', ARGV[4], 'sum', bind(ARGV[3], ARGV[4]))
 return 1
 `)
 
-// markScript replaces the stored token with a refusal mark, stamped with
-// Redis's clock, if the stored fingerprint is the refused token's. It
-// returns 1 if it marked, 0 on a conflict.
-var markScript = redis.NewScript(`
-if ARGV[1] == '' or redis.call('HGET', KEYS[1], 'fp') ~= ARGV[1] then
-  return 0
-end
+// markScript replaces the record with a refusal mark, stamped with Redis's
+// clock, if KEYS[1] holds the refused token (ARGV[1], and ARGV[2]).
+var markScript = redis.NewScript(holdsLua + `
+local h = holds(ARGV[1])
+if h ~= 1 then return h end
 local t = redis.call('TIME')
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'refused', tostring(t[1] * 1000 + math.floor(t[2] / 1000)))
@@ -176,103 +260,356 @@ return 1
 `)
 
 // MarkRefused replaces key's token with a refusal mark if it is still
-// refused (see dropboxsign.Store), atomically, in one script.
+// refused (see dropboxsign.Store), atomically, in one script: a token as
+// Load reads it, so a record whose fingerprint field disagrees with its
+// token, or lacks one, is compared by its token.
 func (s *Store) MarkRefused(ctx context.Context, key string, refused *oauth2.Token) error {
 	if refused == nil {
 		return dropboxsign.ErrConflict
 	}
-	n, err := markScript.Run(ctx, s.client, []string{s.tokenKey(key)}, fingerprint(refused)).Int()
-	if err != nil {
-		return fmt.Errorf("redisstore: mark %q refused: %w", key, err)
+	v, err := s.run(ctx, "mark refused", key, markScript, false, fingerprint(refused), "")
+	if err == nil && v == unbound {
+		v, err = s.byToken(ctx, "mark refused", key, refused, markScript, false)
 	}
-	if n == 0 {
+	switch {
+	case err != nil:
+		return err
+	case v != written:
 		return dropboxsign.ErrConflict
 	}
 	return nil
 }
 
-// Keys yields every key that holds a token or a refusal mark, found with
-// SCAN (on every master of a cluster): it costs a pass over the keyspace.
+// Save stores t under key if the stored token is still prev (see
+// dropboxsign.Store), atomically, in one script. The comparison reads the
+// record as Load does: prev nil matches no key, a hash without a token, or
+// a refusal mark; a token is compared by the fingerprint the store wrote
+// with it, or, where that is missing or does not match its blob (a record
+// written or edited by hand), by the token itself, at the cost of two more
+// round trips (once: the write binds them).
+func (s *Store) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
+	if t == nil {
+		return errors.New("redisstore: nil token")
+	}
+	return s.write(ctx, key, prev, fingerprint(prev), t)
+}
+
+// Replace stores t under key, replacing anything there, even a value the
+// store cannot read or a key of another type (see dropboxsign.Replacer).
+func (s *Store) Replace(ctx context.Context, key string, t *oauth2.Token) error {
+	if t == nil {
+		return errors.New("redisstore: nil token")
+	}
+	return s.write(ctx, key, nil, replaceAny, t)
+}
+
+func (s *Store) write(ctx context.Context, key string, prev *oauth2.Token, expect string, t *oauth2.Token) error {
+	blob, err := s.sealer.Seal(key, t)
+	if err != nil {
+		return err
+	}
+	fp := fingerprint(t)
+	v, err := s.run(ctx, "save", key, saveScript, true, expect, "", fp, blob)
+	if err == nil && v == unbound {
+		v, err = s.byToken(ctx, "save", key, prev, saveScript, true, fp, blob)
+	}
+	switch {
+	case err != nil:
+		return err
+	case v != written:
+		return dropboxsign.ErrConflict
+	}
+	return nil
+}
+
+// byToken runs script again for a record whose fingerprint cannot be
+// trusted: it reads the record as Load does and, if its token is want, runs
+// script expecting exactly the blob it read (so that a write in between is
+// a conflict); otherwise it reports a conflict.
+func (s *Store) byToken(ctx context.Context, op, key string, want *oauth2.Token, script *redis.Script, wait bool, args ...any) (int64, error) {
+	fields, err := s.client.HMGet(ctx, s.tokenKey(key), "blob", "refused").Result()
+	if err != nil {
+		return 0, s.readError(ctx, op, key, err)
+	}
+	blob, ok := fields[0].(string)
+	if _, refused := fields[1].(string); refused || !ok {
+		return conflict, nil
+	}
+	if tok, err := s.sealer.Open(key, []byte(blob)); err != nil || fingerprint(tok) != fingerprint(want) {
+		return conflict, nil // a record Load cannot read, or another token
+	}
+	return s.run(ctx, op, key, script, wait, append([]any{expectBlob, blob}, args...)...)
+}
+
+// run runs script on key's record and returns its answer. With wait (and
+// Options.WaitReplicas), a write is followed by WAIT on its connection.
+func (s *Store) run(ctx context.Context, op, key string, script *redis.Script, wait bool, args ...any) (int64, error) {
+	rk := s.tokenKey(key)
+	if !wait || s.wait <= 0 {
+		res, err := script.Run(ctx, s.client, []string{rk}, args...).Result()
+		if err != nil {
+			return 0, fmt.Errorf("redisstore: %s %q: %w", op, key, err)
+		}
+		return verdict(op, key, res)
+	}
+	return s.runAndWait(ctx, op, key, rk, script, args)
+}
+
+// verdict reads a save or mark script's answer.
+func verdict(op, key string, res any) (int64, error) {
+	switch v := res.(type) {
+	case int64:
+		return v, nil
+	case []any:
+		if len(v) == 2 {
+			if typ, ok := v[1].(string); ok {
+				return 0, notARecord(op, key, typ)
+			}
+		}
+	}
+	return 0, fmt.Errorf("redisstore: %s %q: the script answered %v", op, key, res)
+}
+
+// runAndWait runs script and WAIT in one pipeline, on one connection to the
+// master that holds rk: WAIT counts the replicas that have this
+// connection's writes.
+func (s *Store) runAndWait(ctx context.Context, op, key, rk string, script *redis.Script, args []any) (int64, error) {
+	var node redis.Cmdable = s.client
+	if cc, ok := s.client.(*redis.ClusterClient); ok {
+		master, err := cc.MasterForKey(ctx, rk)
+		if err != nil {
+			return 0, fmt.Errorf("redisstore: %s %q: finding its master: %w", op, key, err)
+		}
+		node = master
+	}
+	var ran, acked *redis.Cmd
+	_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
+		ran = script.Eval(ctx, p, []string{rk}, args...)
+		acked = p.Do(ctx, "WAIT", s.wait, s.waitTO.Milliseconds())
+		return nil
+	})
+	res, rerr := ran.Result()
+	if rerr != nil {
+		return 0, fmt.Errorf("redisstore: %s %q: %w", op, key, rerr)
+	}
+	v, verr := verdict(op, key, res)
+	if verr != nil || v != written {
+		return v, verr
+	}
+	replicas, _ := acked.Int64()
+	switch {
+	case err != nil:
+		return 0, fmt.Errorf("redisstore: %s %q: written, but waiting for replicas failed: %w", op, key, err)
+	case replicas < int64(s.wait):
+		return 0, fmt.Errorf("redisstore: %s %q: written, but only %d of %d replicas had it within %v: a failover now could lose it", op, key, replicas, s.wait, s.waitTO)
+	}
+	return written, nil
+}
+
+// Keys yields every key that holds a token or a refusal mark (as Load reads
+// it: a token it cannot open too), each once, found with SCAN (on every
+// master of a cluster, one after the other): it costs a pass over the
+// keyspace. A Redis key under the store's prefix that holds no record (see
+// Load) is not an account: it is skipped, reported to Options.Skipped, and
+// the listing goes on; an error (Redis unreachable, say) ends it.
+//
+// SCAN may return a key more than once (when Redis shrinks its table
+// mid-listing, because another application deleted many keys), so the
+// listing remembers what it has yielded or skipped: a 128-bit hash of each
+// key in a Go map, 56 MB live for 1,000,000 accounts (measured: 37 to 56 bytes a
+// key as the map doubles), freed when the listing ends. In a cluster, a key
+// that moves during the listing to a master already visited can be missed.
 func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		s.scan(ctx, func(key, _ string) bool { return yield(key, nil) }, func(err error) { yield("", err) })
+		if err := s.list(ctx, false, func(key, _ string) bool { return yield(key, nil) }); err != nil {
+			yield("", err)
+		}
 	}
 }
 
 // Refused yields a *dropboxsign.RefusedError for each key marked refused,
-// found as Keys finds keys.
+// each once, found and skipping as Keys does; it remembers only the marks
+// it yields and the keys it skips.
 func (s *Store) Refused(ctx context.Context) iter.Seq2[*dropboxsign.RefusedError, error] {
 	return func(yield func(*dropboxsign.RefusedError, error) bool) {
-		s.scan(ctx, func(key, refused string) bool {
-			return refused == "" || yield(refusal(key, refused), nil)
-		}, func(err error) { yield(nil, err) })
+		if err := s.list(ctx, true, func(key, refused string) bool { return yield(refusal(key, refused), nil) }); err != nil {
+			yield(nil, err)
+		}
 	}
 }
 
-// scan calls each with every stored key and its refusal mark ("" if none)
-// until each returns false; an error goes to fail and ends it.
-func (s *Store) scan(ctx context.Context, each func(key, refused string) bool, fail func(error)) {
+// classifyScript tells what KEYS[1] holds, as Load reads it, atomically:
+// {type}, {'hash', 'token'} or {'hash', 'refused', mark}.
+var classifyScript = redis.NewScript(`
+local t = redis.call('TYPE', KEYS[1]).ok
+if t ~= 'hash' then return {t} end
+local f = redis.call('HMGET', KEYS[1], 'blob', 'refused')
+if f[2] then return {t, 'refused', f[2]} end
+if f[1] then return {t, 'token'} end
+return {t}
+`)
+
+// held is what a key under the prefix holds: a record ("token" or
+// "refused", with the mark) or, if what is "", none (typ says what it is:
+// "none" for a key deleted since SCAN returned it).
+type held struct{ typ, what, mark string }
+
+const (
+	scanCount = 1000 // keys SCAN looks at per call
+	batchLen  = 100  // keys classified per round trip
+)
+
+// list calls each with every record under the prefix (only refusal marks
+// if refusedOnly) and its mark, once each, in the caller's goroutine, until
+// each returns false. Keys holding no record go to skip, once each. It
+// returns the error that ended the listing, if any.
+func (s *Store) list(ctx context.Context, refusedOnly bool, each func(key, mark string) bool) error {
+	seen, skipped := newSeenSet(), newSeenSet()
 	stop := errors.New("stop")
-	stopped := false // each said stop: never call it again
-	visit := func(ctx context.Context, c redis.UniversalClient) error {
-		if stopped {
-			return stop
-		}
-		iter := c.Scan(ctx, 0, escapeGlob(s.prefix)+"token:*", 1000).Iterator()
-		var batch []string
+	visit := func(c redis.UniversalClient) error {
+		it := c.Scan(ctx, 0, escapeGlob(s.prefix)+"token:*", scanCount).Iterator()
+		batch := make([]string, 0, batchLen)
 		flush := func() error {
 			if len(batch) == 0 {
 				return nil
 			}
-			cmds, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for _, rk := range batch {
-					p.HGet(ctx, rk, "refused")
-				}
-				return nil
-			})
-			if err != nil && !errors.Is(err, redis.Nil) {
+			kinds, err := s.classify(ctx, c, batch)
+			if err != nil {
 				return err
 			}
-			for i, cmd := range cmds {
-				refused, err := cmd.(*redis.StringCmd).Result()
-				if err != nil && !errors.Is(err, redis.Nil) {
-					return err
-				}
-				if !each(strings.TrimPrefix(batch[i], s.prefix+"token:"), refused) {
-					stopped = true
+			for i, rk := range batch {
+				k := kinds[i]
+				switch {
+				case k.typ == "none": // deleted since SCAN returned it
+				case k.what == "":
+					if skipped.add(rk) {
+						s.skip(rk, k.typ)
+					}
+				case refusedOnly && k.what != "refused":
+				case !seen.add(rk): // SCAN returned it again
+				case !each(strings.TrimPrefix(rk, s.prefix+"token:"), k.mark):
 					return stop
 				}
 			}
 			batch = batch[:0]
 			return nil
 		}
-		for iter.Next(ctx) {
-			if batch = append(batch, iter.Val()); len(batch) == 100 {
+		for it.Next(ctx) {
+			if batch = append(batch, it.Val()); len(batch) == batchLen {
 				if err := flush(); err != nil {
 					return err
 				}
 			}
 		}
-		if err := iter.Err(); err != nil {
+		if err := it.Err(); err != nil {
 			return err
 		}
 		return flush()
 	}
-	var err error
+	nodes := []redis.UniversalClient{s.client}
 	if cc, ok := s.client.(*redis.ClusterClient); ok {
-		// Each master in turn, so that each stops at once on a break.
+		// Each master's client, visited in turn from this goroutine (where
+		// the caller's loop body must run), not from ForEachMaster's.
 		var mu sync.Mutex
-		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+		nodes = nil
+		err := cc.ForEachMaster(ctx, func(_ context.Context, c *redis.Client) error {
 			mu.Lock()
 			defer mu.Unlock()
-			return visit(ctx, c)
+			nodes = append(nodes, c)
+			return nil
 		})
-	} else {
-		err = visit(ctx, s.client)
+		if err != nil {
+			return fmt.Errorf("redisstore: listing keys: %w", err)
+		}
 	}
-	if err != nil && !errors.Is(err, stop) {
-		fail(fmt.Errorf("redisstore: listing keys: %w", err))
+	for _, c := range nodes {
+		if err := visit(c); errors.Is(err, stop) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("redisstore: listing keys: %w", err)
+		}
 	}
+	return nil
+}
+
+// classify tells what each key holds, in one round trip to c (the node
+// SCAN found them on). A key that moved to another master of a cluster
+// meanwhile (MOVED, ASK) is asked for through the cluster client.
+func (s *Store) classify(ctx context.Context, c redis.UniversalClient, keys []string) ([]held, error) {
+	cmds := make([]*redis.Cmd, len(keys))
+	for attempt := 0; ; attempt++ {
+		c.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, rk := range keys {
+				cmds[i] = classifyScript.EvalSha(ctx, p, []string{rk})
+			}
+			return nil
+		})
+		if attempt > 0 || !slices.ContainsFunc(cmds, func(c *redis.Cmd) bool { return redis.HasErrorPrefix(c.Err(), "NOSCRIPT") }) {
+			break
+		}
+		if err := classifyScript.Load(ctx, c).Err(); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]held, len(keys))
+	for i, cmd := range cmds {
+		res, err := cmd.Result()
+		if redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK") {
+			res, err = classifyScript.Run(ctx, s.client, []string{keys[i]}).Result()
+		}
+		if err != nil {
+			return nil, err
+		}
+		r, _ := res.([]any)
+		for j := range r {
+			if v, ok := r[j].(string); ok {
+				switch j {
+				case 0:
+					out[i].typ = v
+				case 1:
+					out[i].what = v
+				case 2:
+					out[i].mark = v
+				}
+			}
+		}
+		if out[i].typ == "" {
+			return nil, fmt.Errorf("classifying %q: the script answered %v", keys[i], res)
+		}
+	}
+	return out, nil
+}
+
+// skip reports a key under the prefix that holds no record.
+func (s *Store) skip(redisKey, typ string) {
+	if s.skipped != nil {
+		s.skipped(redisKey, typ)
+		return
+	}
+	slog.Warn("redisstore: listing skipped a key that holds no token record", "key", redisKey, "type", typ)
+}
+
+// seenSet remembers keys by a 128-bit hash of each (two 64-bit hashes with
+// random seeds of its own: a false "seen" is as likely as a collision of
+// two 128-bit random values), in 16 bytes a key plus the map's overhead,
+// instead of the key itself.
+type seenSet struct {
+	seeds [2]maphash.Seed
+	m     map[[2]uint64]struct{}
+}
+
+func newSeenSet() *seenSet {
+	return &seenSet{seeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}, m: map[[2]uint64]struct{}{}}
+}
+
+// add records key and says whether it is new.
+func (s *seenSet) add(key string) bool {
+	h := [2]uint64{maphash.String(s.seeds[0], key), maphash.String(s.seeds[1], key)}
+	if _, ok := s.m[h]; ok {
+		return false
+	}
+	s.m[h] = struct{}{}
+	return true
 }
 
 // escapeGlob escapes the characters SCAN's MATCH pattern treats specially.
@@ -285,81 +622,6 @@ func escapeGlob(s string) string {
 		b.WriteRune(c)
 	}
 	return b.String()
-}
-
-// Save stores t under key if the stored token is still prev (see
-// dropboxsign.Store), atomically, in one script.
-func (s *Store) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
-	if t == nil {
-		return errors.New("redisstore: nil token")
-	}
-	return s.write(ctx, key, fingerprint(prev), t)
-}
-
-// Replace stores t under key, replacing anything there, even a value the
-// store cannot read (see dropboxsign.Replacer).
-func (s *Store) Replace(ctx context.Context, key string, t *oauth2.Token) error {
-	if t == nil {
-		return errors.New("redisstore: nil token")
-	}
-	return s.write(ctx, key, replaceAny, t)
-}
-
-// replaceAny, as the expected fingerprint, makes the save script replace
-// whatever the key holds (a fingerprint is hex: it never equals it).
-const replaceAny = "*"
-
-func (s *Store) write(ctx context.Context, key, prevFP string, t *oauth2.Token) error {
-	rk := s.tokenKey(key)
-	blob, err := s.sealer.Seal(key, t)
-	if err != nil {
-		return err
-	}
-	args := []any{prevFP, fingerprint(t), blob}
-	if s.wait > 0 {
-		return s.saveAndWait(ctx, key, rk, args)
-	}
-	n, err := saveScript.Run(ctx, s.client, []string{rk}, args...).Int()
-	if err != nil {
-		return fmt.Errorf("redisstore: save %q: %w", key, err)
-	}
-	if n == 0 {
-		return dropboxsign.ErrConflict
-	}
-	return nil
-}
-
-// saveAndWait runs the save script and WAIT in one pipeline, on one
-// connection to the master that holds rk: WAIT counts the replicas that
-// have this connection's writes.
-func (s *Store) saveAndWait(ctx context.Context, key, rk string, args []any) error {
-	var node redis.Cmdable = s.client
-	if cc, ok := s.client.(*redis.ClusterClient); ok {
-		master, err := cc.MasterForKey(ctx, rk)
-		if err != nil {
-			return fmt.Errorf("redisstore: save %q: finding its master: %w", key, err)
-		}
-		node = master
-	}
-	var saved, acked *redis.Cmd
-	_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
-		saved = saveScript.Eval(ctx, p, []string{rk}, args...)
-		acked = p.Do(ctx, "WAIT", s.wait, s.waitTO.Milliseconds())
-		return nil
-	})
-	n, serr := saved.Int()
-	replicas, _ := acked.Int64()
-	switch {
-	case serr != nil:
-		return fmt.Errorf("redisstore: save %q: %w", key, serr)
-	case n == 0:
-		return dropboxsign.ErrConflict
-	case err != nil:
-		return fmt.Errorf("redisstore: save %q: written, but waiting for replicas failed: %w", key, err)
-	case replicas < int64(s.wait):
-		return fmt.Errorf("redisstore: save %q: written, but only %d of %d replicas had it within %v: a failover now could lose it", key, replicas, s.wait, s.waitTO)
-	}
-	return nil
 }
 
 var (
