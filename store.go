@@ -100,11 +100,16 @@ type Lister interface {
 	Store
 
 	// Keys yields every key that holds a token or a refusal mark, in no
-	// particular order, each once; an error ends the sequence.
+	// particular order, each once; an error ends the sequence. Something
+	// the store finds where it keeps its records but does not recognize
+	// as one (another application's data under its prefix, say) is
+	// neither a key nor an error: the store skips it, goes on, and reports
+	// it by its own means (redisstore: Options.Skipped).
 	Keys(ctx context.Context) iter.Seq2[string, error]
 
 	// Refused yields a *RefusedError for every key that holds a refusal
-	// mark, in no particular order; an error ends the sequence.
+	// mark, in no particular order, each once; an error ends the
+	// sequence. It skips what Keys skips.
 	Refused(ctx context.Context) iter.Seq2[*RefusedError, error]
 }
 
