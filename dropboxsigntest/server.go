@@ -10,7 +10,8 @@
 // ones, the strictest behaviour the real service may have.
 //
 // The server counts what it sees ([Server.Stats]), records every token
-// request ([Server.TokenRequests]) and can be told to misbehave: slow token
+// request ([Server.TokenRequests]) and every access token it issued
+// ([Server.IssuedTokens]), and can be told to misbehave: slow token
 // responses, injected error answers ([Server.InjectFault],
 // [Server.InjectAPIFault]), short token lifetimes, revoked access tokens. All methods are safe for concurrent use.
 package dropboxsigntest
@@ -87,7 +88,9 @@ type codeGrant struct {
 
 type accessGrant struct {
 	account string
+	issued  time.Time
 	expires time.Time
+	refresh bool // issued by a refresh
 }
 
 type refreshGrant struct {
@@ -340,7 +343,7 @@ func (s *Server) IssueToken() *oauth2.Token {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	account := s.newAccount()
-	resp := s.issue(account, "")
+	resp := s.issue(account, "", false)
 	return &oauth2.Token{
 		AccessToken:  resp.AccessToken,
 		TokenType:    resp.TokenType,
@@ -348,6 +351,28 @@ func (s *Server) IssueToken() *oauth2.Token {
 		ExpiresIn:    resp.ExpiresIn,
 		Expiry:       time.Now().Add(time.Duration(resp.ExpiresIn) * time.Second),
 	}
+}
+
+// IssuedToken describes an access token the server issued.
+type IssuedToken struct {
+	Account string    // the account it acts for, "account-1" and on, numbered as issued
+	Issued  time.Time // when the server issued it
+	Expires time.Time // when the API starts refusing it: Issued plus the lifetime then set
+	Refresh bool      // issued by a refresh (not by IssueToken or a code exchange)
+}
+
+// IssuedTokens returns every access token the server has issued and not
+// revoked, keyed by the token, with its account and times: for tests that
+// check per account when it was refreshed, or which token a client that
+// presented it held, and until when.
+func (s *Server) IssuedTokens() map[string]IssuedToken {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]IssuedToken, len(s.access))
+	for at, g := range s.access {
+		out[at] = IssuedToken{Account: g.account, Issued: g.issued, Expires: g.expires, Refresh: g.refresh}
+	}
+	return out
 }
 
 // RevokeAccessTokens makes the API route reject every access token issued
@@ -398,11 +423,12 @@ type tokenResponse struct {
 	State        string `json:"state,omitempty"`
 }
 
-// issue mints an access token, and a refresh token unless keep is given. The
-// caller holds s.mu.
-func (s *Server) issue(account, keep string) tokenResponse {
+// issue mints an access token, and a refresh token unless keep is given;
+// refresh says a refresh asked for it. The caller holds s.mu.
+func (s *Server) issue(account, keep string, refresh bool) tokenResponse {
 	at := "at_" + randomHex(16)
-	s.access[at] = accessGrant{account: account, expires: time.Now().Add(s.lifetime)}
+	now := time.Now()
+	s.access[at] = accessGrant{account: account, issued: now, expires: now.Add(s.lifetime), refresh: refresh}
 	s.remember(at)
 	rt := keep
 	if rt == "" {
@@ -557,7 +583,7 @@ func (s *Server) exchange(req map[string]string) (int, any) {
 	}
 	delete(s.codes, req["code"]) // a code is good for one exchange
 	s.stats.Exchanges++
-	answer := s.issue(grant.account, "")
+	answer := s.issue(grant.account, "", false)
 	answer.State = grant.state
 	return http.StatusOK, answer
 }
@@ -582,7 +608,7 @@ func (s *Server) refreshToken(req map[string]string) (int, any) {
 		s.refresh[rt] = refreshGrant{account: grant.account, stale: true}
 	}
 	s.stats.Refreshes++
-	answer := s.issue(grant.account, keep)
+	answer := s.issue(grant.account, keep, true)
 	if s.omitRefresh {
 		answer.RefreshToken = ""
 	}

@@ -201,7 +201,9 @@ func TestSourceSurvivesARedisRestart(t *testing.T) {
 
 	r.Start() // empty: no persistence
 	var got *oauth2.Token
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	// Until the test's deadline: each failed try (a connection that died
+	// with the server) doubles the source's backoff.
+	for ; ctx.Err() == nil; time.Sleep(100 * time.Millisecond) {
 		if got, err = ts.TokenContext(ctx); err == nil {
 			break
 		}
@@ -220,18 +222,38 @@ func redisFleet(t *testing.T, kill time.Duration) {
 	}
 	r := startRedis(t)
 	p := prefix()
-	lease := 1 * time.Second
-	store, _ := redisstore.New(r.Client(t), redisstore.Options{Prefix: p, LeaseTTL: lease})
+	client := r.Client(t)
+	store, _ := redisstore.New(client, redisstore.Options{Prefix: p, LeaseTTL: fleetLease})
 	cfg := fleettest.Config{Replicas: 4, Accounts: 50, Duration: 8 * time.Second, Lifetime: 4 * time.Second, Callers: 4, KillAfter: kill,
-		StoreEnv: []string{"FLEET_REDIS_ADDR=" + r.Addr, "FLEET_REDIS_PREFIX=" + p, "FLEET_REDIS_LEASE=" + lease.String()}}
+		StoreEnv:   []string{"FLEET_REDIS_ADDR=" + r.Addr, "FLEET_REDIS_PREFIX=" + p, "FLEET_REDIS_LEASE=" + fleetLease.String()},
+		LockerEnv:  []string{"FLEET_REDIS_LEASE=" + lockerLease.String()},
+		LockHolder: lockHolder(client, p)}
 	fleettest.Check(t, cfg, fleettest.Run(t, cfg, store))
+}
+
+// The fleet's workers take 3 s leases, so that only a worker stalled for 2 s
+// (not a busy machine's usual hiccup) could lose one mid-refresh; the killed
+// locker takes a 1 s lease, so that it lapses soon after the kill.
+const fleetLease, lockerLease = 3 * time.Second, time.Second
+
+// lockHolder reads the owner of account 0's lease, for fleettest.
+func lockHolder(c redis.UniversalClient, prefix string) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) {
+		owner, err := c.Get(ctx, prefix+"lock:"+fleettest.Key(0)).Result()
+		if errors.Is(err, redis.Nil) {
+			return "", nil
+		}
+		return owner, err
+	}
 }
 
 func TestFleetSharingRedis(t *testing.T) { redisFleet(t, 0) }
 
 // A process holds account 0's lease (renewing it) past the time its refresh
 // is due and is SIGKILLed at 3 s: the lease lapses within its 1 s TTL, and the
-// others, waiting for it, refresh then; callers wait rather than fail.
+// others, waiting for it, refresh then, not before (checked against the last
+// moment the lease was seen to be the locker's, just before the kill);
+// callers wait rather than fail.
 func TestFleetSharingRedisSurvivesAKilledLeaseHolder(t *testing.T) {
 	redisFleet(t, 3*time.Second)
 }
