@@ -20,12 +20,17 @@ var ErrConflict = errors.New("dropboxsign: the stored token changed meanwhile")
 // A Store keeps tokens, one per key (an account of your choosing), where
 // several token sources, in one process or many, can share them. With
 // [WithStore] or [NewAccounts], a [TokenSource] loads its token from the
-// store, writes every new token to it before handing the token out, and
-// refreshes under the store's lock, so that across a fleet one replica
-// refreshes each account per expiry and no replica presents a refresh token
-// that another one has already spent. When Dropbox Sign refuses an account's
-// grant for good, the source marks the account in the store, so that every
-// replica learns it without a token request of its own.
+// store, writes every new token to it before handing the token out (if the
+// write fails, the token is handed out with a [*SaveError] and written
+// later), and refreshes under the store's lock, so that across a fleet one
+// replica refreshes each account per expiry and no replica presents a
+// refresh token that another one has already spent, as long as no lock
+// holder outlives its lease, the store keeps every write it acknowledged,
+// and each replica that obtains a new token stores it within two minutes
+// (docs/replicas.md says what happens otherwise). When Dropbox Sign refuses
+// an account's grant for good, the source marks the account in the store,
+// so that every replica learns it at its next read of the store, without a
+// token request of its own.
 //
 // Implementations must be safe for concurrent use by many goroutines and
 // processes, and should honour ctx (a call that overstays its deadline is
@@ -100,11 +105,13 @@ type Lister interface {
 	Store
 
 	// Keys yields every key that holds a token or a refusal mark, in no
-	// particular order, each once; an error ends the sequence. Something
-	// the store finds where it keeps its records but does not recognize
-	// as one (another application's data under its prefix, say) is
-	// neither a key nor an error: the store skips it, goes on, and reports
-	// it by its own means (redisstore: Options.Skipped).
+	// particular order, each once; an error ends the sequence. A key
+	// written or removed while the listing runs may or may not be
+	// yielded. Something the store finds where it keeps its records but
+	// does not recognize as one (another application's data under its
+	// prefix, say) is neither a key nor an error: the store skips it, goes
+	// on, and may report it by its own means (redisstore:
+	// Options.Skipped).
 	Keys(ctx context.Context) iter.Seq2[string, error]
 
 	// Refused yields a *RefusedError for every key that holds a refusal
@@ -118,9 +125,12 @@ type Lister interface {
 // that only a new authorization brings a token again: [Accounts.Login], or
 // a Save of a new token. [Classify] returns Reauthorize for it.
 //
-// A Store's Load returns one for a key marked with MarkRefused; every call
-// for the account, on every replica, then fails with one at once, without
-// a token request.
+// A Store's Load returns one for a key marked with MarkRefused. Each
+// replica reads the mark at its next read of the store (its next refresh,
+// or after the API refuses the token it holds); from then on every call for
+// the account there fails with one at once, without a token request, until
+// a new token replaces the mark: a new login's, or that of a replica that
+// had failed to store it.
 type RefusedError struct {
 	Key   string    // the account
 	Since time.Time // when the refusal was recorded
@@ -156,10 +166,11 @@ func (e *RefusedError) Unwrap() error { return e.Err }
 //
 // Around each refresh it takes the
 // store's lock, re-reads the stored token, adopts it without any request if
-// another process has already refreshed it, or else refreshes with the
-// stored refresh token, saves the new token with Save(prev = the token it
-// read), and only then hands it out. Between refreshes no store call is
-// made: callers are served from memory.
+// another process has already refreshed it, or else marks it as being spent
+// (a Save), refreshes with the stored refresh token, saves the new token
+// with Save(prev = the token it read), and only then hands it out. Between
+// refreshes (and retries of a failed save) no store call is made: callers
+// are served from memory.
 //
 // Store failures are refresh failures: the source keeps serving a usable
 // token, backs off, and reports the error, wrapped, when it has no usable
