@@ -39,7 +39,9 @@
 // [ErrorRateLimit] reads its rate-limit headers and [Classify] tells a user
 // who must re-authorize from a service that should try again later. A
 // rate-limited refresh waits for the reset time; errors that retrying cannot
-// fix are tried again at most every five minutes. No error text contains a
+// fix are tried again at most every five minutes (with a store, the source
+// reads the store again sooner, for a new login or an operator's repair,
+// without a token request). No error text contains a
 // secret the call sent, held or received, even when the endpoint, a proxy or
 // a store echoes one.
 //
@@ -57,11 +59,13 @@
 // user's authorization and stores the token, [Accounts.Client] gives the
 // user's *http.Client, and [Accounts.Shutdown] waits for refreshes and
 // saves in flight before the process exits. At most [WithMaxAccounts] are
-// held in memory; the rest are reloaded from the store when used. When
+// held in memory (more only while that many are busy or hold a token not
+// yet stored); the rest are reloaded from the store when used. When
 // Dropbox Sign refuses an account's grant, the account is marked refused
-// in the store: every replica's calls for it fail at once, with an error
-// for which [Classify] says Reauthorize, until the user logs in again, and
-// [Accounts.Refused] lists such accounts.
+// in the store: from its next read of the store (its next refresh, or a
+// 401), each replica fails every call for the account at once, with an
+// error for which [Classify] says Reauthorize, until the user logs in
+// again, and [Accounts.Refused] lists such accounts.
 //
 // # Many processes
 //
@@ -76,7 +80,11 @@
 // compare-and-swap before handing it out: one refresh per account each time
 // its token nears expiry, fleet-wide. If a lock's lease lapses mid-refresh
 // and two replicas present one refresh token, the refusal is checked
-// against the store, and the loser adopts the winner's token.
+// against the store, and the loser adopts the winner's token; should the
+// refusal come before the winner's save, the account is marked refused
+// until that save replaces the mark, and replicas that read the mark
+// meanwhile report a refusal until they read the store again, a second
+// later.
 //
 // # Testing
 //
