@@ -31,11 +31,12 @@ import (
 // [Accounts.TokenSource]) serves that account's requests on every replica,
 // refreshing it once per expiry for the whole fleet. When Dropbox Sign
 // refuses the account's grant for good, every call for it fails with a
-// [*RefusedError], and the account is listed by [Accounts.Refused] until
-// the user logs in again.
+// [*RefusedError] (on each replica from its next read of the store: see
+// RefusedError), and the account is listed by [Accounts.Refused] until the
+// user logs in again.
 //
 // Memory is bounded: at most [WithMaxAccounts] accounts are held (10,000 by
-// default, about 460 bytes each, their tokens included), however many
+// default, about 470 bytes each, their tokens included), however many
 // goroutines bring new accounts at once. To hold one more, the least
 // recently used are let go, and one that is used again costs a store read;
 // only accounts that cannot be let go yet (see WithMaxAccounts) take the

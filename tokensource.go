@@ -25,8 +25,9 @@ import (
 // token is in hand, a failed background refresh does not reach callers.
 //
 // Each refresh presents the newest refresh token the source has seen (with
-// [WithStore], the one it has just read under the store's lock), and a
-// refresh response without one keeps the previous one.
+// [WithStore], the one it has just read under the store's lock, or its own
+// if the store has lost it), and a refresh response without one keeps the
+// previous one.
 type TokenSource struct {
 	cfg    *sourceConfig          // shared with the other sources of one Accounts
 	key    string                 // the store key, with a store
