@@ -41,7 +41,8 @@ const DefaultTimeout = 30 * time.Second
 // status and headers, contains the client secret, the code or a token, even
 // when the endpoint or a proxy echoes them back; texts hold no control
 // characters (but for the line break x/oauth2's RetrieveError puts before a
-// body) and are bounded in length, and Body keeps at most 4 KiB.
+// body) and are bounded in length, and Body keeps at most 4 KiB (and an
+// ellipsis where it was cut).
 func Exchange(ctx context.Context, c *oauth2.Config, code, state string) (*oauth2.Token, error) {
 	tc, err := newTokenClient(c, DefaultTimeout, time.Now)
 	if err != nil {

@@ -69,7 +69,10 @@ const (
 	EventInvalidated
 	// EventRefused is an account whose grant Dropbox Sign refused for good:
 	// its user must authorize the app again. Err is the *RefusedError. It
-	// comes once per refusal from each replica that learns of it.
+	// comes once per refusal from each account's source that learns of it:
+	// once per replica, and again from a replica whose [Accounts] let the
+	// account go and made it a new source (see [WithMaxAccounts]), so an
+	// app that e-mails the user on it should remember whom it told.
 	EventRefused
 	// EventLogin is a new grant stored by Accounts.Login.
 	EventLogin
