@@ -410,7 +410,9 @@ func (f *FileStore) lock(ctx context.Context, root *os.Root, name string) (func(
 // name order. A file that holds the record of the key it is named after is
 // listed under that key (a long key's file name is a hash of it). Any other
 // file named like a key's is listed under that key too, so that it can be
-// seen and fixed: Load reports what is wrong with it.
+// seen and fixed: Load reports what is wrong with it. A long key's file
+// that cannot be read is not listed: its name, a hash, does not give the
+// key back.
 func (f *FileStore) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		f.scan(ctx, func(key string, rec *fileRecord) bool { return yield(key, nil) },
