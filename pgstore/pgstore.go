@@ -1,7 +1,9 @@
 // Package pgstore is a dropboxsign.Store in PostgreSQL, for apps that keep
 // their data there: every replica shares each account's token through two
 // tables of the app's database, refreshes it once per expiry between them,
-// and never presents a refresh token another replica has spent.
+// and never presents a refresh token another replica has spent, as long as
+// no lease lapses mid-refresh and the database keeps what it committed
+// (dropboxsign.Store says what else this rests on).
 //
 // The tables (see SQL for their DDL, to keep in the app's migrations, or
 // CreateTables):
@@ -64,7 +66,8 @@ type Options struct {
 	// Sealer, if set, seals stored tokens at rest (AES-256-GCM; see
 	// dropboxsign.Sealer, which also tells how to rotate keys across a
 	// running fleet). Tokens stored as plain JSON before still load, and
-	// are sealed at their next save.
+	// are sealed at their next save, unless the Sealer refuses plaintext
+	// (dropboxsign.Sealer.RefusePlaintext).
 	Sealer *dropboxsign.Sealer
 }
 

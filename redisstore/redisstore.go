@@ -1,6 +1,9 @@
 // Package redisstore is a dropboxsign.Store in Redis, for fleets: many
 // replicas share each account's token, refresh it once per expiry between
-// them, and never present a refresh token another replica has spent.
+// them, and never present a refresh token another replica has spent, as
+// long as no lease lapses mid-refresh and Redis keeps what it acknowledged
+// (a failover can lose a write not yet replicated: see
+// Options.WaitReplicas; dropboxsign.Store says what else this rests on).
 //
 // Each key's token lives in a Redis hash, <prefix>token:<key>, holding the
 // token (JSON, or sealed with AES-256-GCM when encryption keys are given),
@@ -54,7 +57,8 @@ type Options struct {
 	// Sealer, if set, seals stored tokens at rest (AES-256-GCM; see
 	// dropboxsign.Sealer, which also tells how to rotate keys across a
 	// running fleet). Tokens stored as plain JSON before encryption was
-	// turned on still load, and are sealed at their next save.
+	// turned on still load, and are sealed at their next save, unless the
+	// Sealer refuses plaintext (dropboxsign.Sealer.RefusePlaintext).
 	Sealer *dropboxsign.Sealer
 	// WaitReplicas, if above 0, makes Save wait (Redis's WAIT, on the
 	// connection that wrote) until that many replicas of the key's master
