@@ -39,7 +39,7 @@ func (h *healingStore) down() bool {
 }
 
 func (h *healingStore) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
-	if h.down() {
+	if h.down() && !spendMark(t) {
 		return errors.New("store unavailable")
 	}
 	return h.Store.Save(ctx, key, prev, t)

@@ -64,7 +64,8 @@ func Classify(err error) Class {
 		return Misconfigured
 	}
 	var lost *lostRefusalError
-	if errors.As(err, &lost) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var unrecorded *unrecordedRefusalError
+	if errors.As(err, &lost) || errors.As(err, &unrecorded) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return Temporary
 	}
 	var re *oauth2.RetrieveError

@@ -98,3 +98,15 @@ func (e *refusedTokensError) Error() string {
 	return fmt.Sprintf("dropboxsign: the API refused %d tokens in a row (401), the last one fresh from a refresh: "+
 		"refreshing again does not help; does a proxy drop the Authorization header, or has the app lost API access?", e.n)
 }
+
+// unrecordedRefusalError is a refused grant that could not be recorded in
+// the store: until it is, it may be one another replica caused (a replica
+// that spent the refresh token and could not store what it got).
+type unrecordedRefusalError struct{ cause, err error }
+
+func (e *unrecordedRefusalError) Error() string {
+	return "dropboxsign: Dropbox Sign refused the grant, and recording the refusal failed (" + e.err.Error() +
+		"); until it is recorded, another replica may hold a newer token: trying again: " + e.cause.Error()
+}
+
+func (e *unrecordedRefusalError) Unwrap() error { return e.cause }

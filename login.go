@@ -80,8 +80,11 @@ func (s *TokenSource) install(ctx context.Context, tok *oauth2.Token) error {
 		err = t.saveErr
 	}
 	s.state.Store(next)
-	if err != nil && s.cfg.pin != nil {
-		s.cfg.pin(s) // Accounts may have let it go during the exchange
+	if err != nil {
+		if s.cfg.pin != nil {
+			s.cfg.pin(s) // Accounts may have let it go during the exchange
+		}
+		s.cfg.owe(s)
 	}
 	return err
 }
@@ -114,6 +117,20 @@ func (s *TokenSource) writeOver(ctx context.Context, tok *oauth2.Token) error {
 		}
 	}
 	return err
+}
+
+// writeLogin retries the save of tok, a login's token whose save failed:
+// over whatever the store holds, unless a later login in this process has
+// replaced tok meanwhile (its own save then speaks for the account; this
+// one does nothing, and the run that called it publishes nothing).
+func (s *TokenSource) writeLogin(ctx context.Context, tok *oauth2.Token) error {
+	mu := s.cfg.loginLock(s.key)
+	mu.Lock()
+	defer mu.Unlock()
+	if s.state.Load().tok != tok {
+		return nil
+	}
+	return s.writeOver(ctx, tok)
 }
 
 // maxInstallRounds bounds how often a login tries again when the stored

@@ -305,3 +305,118 @@ func TestConcurrentLoginsOfOneAccountAgree(t *testing.T) {
 		}
 	}
 }
+
+// The retry of a failed login's save and a later login of the same account
+// in the same process are one at a time too: the store ends with the later
+// login's token, which the process acts with.
+func TestALoginRetryNeverLandsOverALaterLogin(t *testing.T) {
+	p := newReplicaPair(t)
+	ctx := testContext(t)
+	conf := p.srv.Config()
+	old := p.srv.IssueToken()
+	if err := p.mem.Save(ctx, "nia", nil, old); err != nil {
+		t.Fatal(err)
+	}
+	p.here.set(func(string, *oauth2.Token, *oauth2.Token) error { return errStoreDown })
+	code1 := authorize(t, p.srv, conf, "s1")
+	first, err := p.a.Login(ctx, "nia", code1, "s1")
+	if first == nil || err == nil {
+		t.Fatalf("first login: %v, %v", first, err)
+	}
+	// The store is back; hold the retry's first write of the first login's
+	// token until the second login is installed.
+	retrying, secondDone := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	p.here.set(func(op string, prev, tok *oauth2.Token) error {
+		if op == "save" && tok != nil && tok.AccessToken == first.AccessToken {
+			held := false
+			once.Do(func() { held = true })
+			if held {
+				close(retrying)
+				<-secondDone
+			}
+		}
+		return nil
+	})
+	p.clk.Advance(2 * time.Minute)
+	go p.a.TokenSource("nia").TokenContext(ctx)
+	select {
+	case <-retrying:
+	case <-ctx.Done():
+		t.Fatal("no retry")
+	}
+	code2 := authorize(t, p.srv, conf, "s2")
+	type result struct {
+		tok *oauth2.Token
+		err error
+	}
+	logged := make(chan result, 1)
+	go func() { // waits for the retry under way to end
+		tok, err := p.a.Login(ctx, "nia", code2, "s2")
+		logged <- result{tok, err}
+	}()
+	if err := p.srv.WaitTokenRequests(ctx, 2); err != nil { // the second exchange is made
+		t.Fatal(err)
+	}
+	close(secondDone)
+	r := <-logged
+	second, err := r.tok, r.err
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	stored, err := p.mem.Load(ctx, "nia")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.a.TokenSource("nia").TokenContext(ctx)
+	if stored.AccessToken != second.AccessToken || err != nil || got.AccessToken != second.AccessToken {
+		t.Errorf("the store holds the first login's token: %v; the process holds the second's: %v (%v)",
+			stored.AccessToken == first.AccessToken, got != nil && got.AccessToken == second.AccessToken, err)
+	}
+}
+
+// The hot path stays allocation-free after a login, after a login whose
+// save failed and was retried, and after a wait on a mark.
+func TestHotPathAfterLoginsAndMarks(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	mem := dropboxsigntest.NewStore()
+	here := &hookedStore{Store: mem}
+	clk := newClock()
+	r := newRuns()
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), here, dropboxsign.WithClock(clk.Now), r.option())
+	bg := context.Background()
+	check := func(what, key string) {
+		t.Helper()
+		ts := a.TokenSource(key)
+		if _, err := ts.TokenContext(bg); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if n := testing.AllocsPerRun(200, func() { ts.TokenContext(bg) }); n != 0 {
+			t.Errorf("%s: %v allocations per call", what, n)
+		}
+	}
+	code := authorize(t, srv, srv.Config(), "s1")
+	if _, err := a.Login(ctx, "u1", code, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	check("after a login", "u1")
+
+	here.set(func(string, *oauth2.Token, *oauth2.Token) error { return errStoreDown })
+	code = authorize(t, srv, srv.Config(), "s2")
+	if _, err := a.Login(ctx, "u2", code, "s2"); err == nil {
+		t.Fatal("want a SaveError")
+	}
+	here.set(nil)
+	clk.Advance(3 * time.Second)
+	a.TokenSource("u2").TokenContext(bg)
+	r.wait(t)
+	check("after a login whose save was retried", "u2")
+
+	old := srv.IssueToken()
+	mem.Save(ctx, "u3", nil, dropboxsign.WithSpendMark(expired(old), clk.Now()))
+	a.TokenSource("u3").TokenContext(bg)
+	clk.Advance(dropboxsign.SuccessorGrace + time.Second)
+	check("after a mark's grace", "u3")
+}

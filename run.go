@@ -67,8 +67,11 @@ func (s *TokenSource) publish(from, next *state) *state {
 			}
 		}
 		if s.state.CompareAndSwap(cur, next) {
-			if next.tr.saveErr != nil && s.cfg.pin != nil {
-				s.cfg.pin(s)
+			if next.tr.saveErr != nil {
+				if s.cfg.pin != nil {
+					s.cfg.pin(s)
+				}
+				s.cfg.owe(s)
 			}
 			return next
 		}
@@ -120,8 +123,8 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 		return failed("lock", err, st.tok, stored)
 	}
 	defer unlock()
-	var spent time.Time
-	if stored, spent, refusal, err = s.loadMarked(ctx); err != nil {
+	var mark int64
+	if stored, mark, refusal, err = s.loadMarked(ctx); err != nil {
 		return failed("load", err, st.tok, stored)
 	}
 	if next := s.adopt(runCtx, st, stored, now); next != nil {
@@ -139,18 +142,19 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 	case stored == nil:
 		// Nothing stored any more (the store lost its data): ours seeds it.
 		return s.refreshFrom(runCtx, st, st.tok, nil, now)
-	case awaitingSuccessor(spent, now):
-		// Another replica presented this refresh token moments ago and has
-		// not stored what it got: presenting it again would be refused, and
-		// the refusal is not the account's. Keep serving, and read again.
-		next := st.failed(&successorPendingError{since: spent}, now, true)
-		next.edit().retryAt = now.Add(refusalRecheck)
-		return next
+	case mark != 0 && mark != st.tr.ownMark && awaitSuccessor(st, mark, now) != nil:
+		// Another replica presented this refresh token and has not stored
+		// what it got: presenting it again would be refused, and the
+		// refusal is not the account's. Keep serving, and read again.
+		return awaitSuccessor(st, mark, now)
 	default:
 		return s.spend(runCtx, st, stored, now)
 	}
 	if err := s.storeOver(ctx, st, stored); err != nil {
 		return failed("save", err, st.tok, stored)
+	}
+	if st.tr.saveErr != nil {
+		s.emit(runCtx, Event{Kind: EventSaved, Expiry: st.tok.Expiry})
 	}
 	saved := *st
 	saved.stored, saved.seed = st.tok, false
@@ -171,7 +175,7 @@ func (s *TokenSource) spend(runCtx context.Context, st *state, stored *oauth2.To
 	}
 	ctx, cancel := context.WithTimeout(runCtx, s.cfg.opts.timeout)
 	defer cancel()
-	err := s.markSpending(ctx, stored, now)
+	mark, err := s.markSpending(ctx, stored, now)
 	if errors.Is(err, ErrConflict) {
 		// Another writer moved the store on since it was read (a replica
 		// whose lease lapsed, a login): its token, if fresh, is ours.
@@ -181,20 +185,23 @@ func (s *TokenSource) spend(runCtx context.Context, st *state, stored *oauth2.To
 			}
 		}
 	}
-	if err != nil && (st.usable(now) || errors.Is(err, ErrConflict)) {
-		// The store moved on (read it again), or cannot be written: while
-		// the token in hand serves, wait for the store rather than spend
-		// the refresh token unmarked. Once it does not, callers come first:
-		// refresh, as before marks existed (see spending.go).
+	if err != nil {
+		// Unmarked, the refresh token is not presented: if the new token
+		// could not be stored either, the others would take the refusal
+		// they then meet for the account's. A store that cannot be
+		// written stops refreshes, as one that cannot be read does.
 		next := st.failed(s.storeError("save", err, st.tok, stored), now, true)
 		s.emit(runCtx, Event{Kind: EventStoreFailed, Op: "save", Err: next.tr.err, RetryAt: next.tr.retryAt, Failures: next.tr.failures})
 		return next
 	}
 	next := s.refreshFrom(runCtx, st, stored, stored, now)
 	if next.tok == st.tok && next.tr.err != nil && Classify(next.tr.err) != Reauthorize {
+		// The request brought no token: nobody holds a successor.
 		ctx, cancel := context.WithTimeout(runCtx, s.cfg.opts.timeout)
 		defer cancel()
-		s.storeSave(ctx, stored, slim(stored)) // best effort: a mark left behind only delays the others by its grace
+		if s.storeSave(ctx, stored, slim(stored)) != nil {
+			next.edit().ownMark = mark // left behind: the others wait out its grace; this source need not
+		}
 	}
 	return next
 }
@@ -206,24 +213,24 @@ func (s *TokenSource) load(ctx context.Context) (*oauth2.Token, *RefusedError, e
 	return t, refusal, err
 }
 
-// loadMarked is load, and says since when a replica has been spending the
-// stored token's refresh token, if one is (see spending.go).
-func (s *TokenSource) loadMarked(ctx context.Context) (*oauth2.Token, time.Time, *RefusedError, error) {
+// loadMarked is load, and returns the mark of a replica spending the
+// stored token's refresh token, if there is one (see spending.go).
+func (s *TokenSource) loadMarked(ctx context.Context) (*oauth2.Token, int64, *RefusedError, error) {
 	t, err := s.storeLoad(ctx)
 	s.notePlaintext(ctx, t) // before anything copies t: see plaintext.go
 	var refusal *RefusedError
 	switch {
 	case errors.Is(err, ErrNotFound):
-		return nil, time.Time{}, nil, nil
+		return nil, 0, nil, nil
 	case errors.As(err, &refusal):
-		return nil, time.Time{}, refusal, nil
+		return nil, 0, refusal, nil
 	case err == nil && t == nil:
-		return nil, time.Time{}, nil, errors.New("Store.Load returned neither a token nor an error")
+		return nil, 0, nil, errors.New("Store.Load returned neither a token nor an error")
 	case err != nil:
-		return nil, time.Time{}, nil, err
+		return nil, 0, nil, err
 	}
-	t, spent := readSpendMark(t)
-	return t, spent, nil, nil
+	t, mark := readSpendMark(t)
+	return t, mark, nil, nil
 }
 
 // adopt returns the state for a stored token that another process wrote and
@@ -254,6 +261,7 @@ func (s *TokenSource) holdUsable(st *state, stored *oauth2.Token, now time.Time)
 	next.stored = next.tok // as in adopt: one copy of the token, not two
 	t := next.edit()
 	t.err, t.failures, t.retryAt, t.refusedRT = st.tr.err, st.tr.failures, st.tr.retryAt, st.tr.refusedRT
+	t.mark, t.markSeen, t.ownMark = st.tr.mark, st.tr.markSeen, st.tr.ownMark
 	return next
 }
 
@@ -365,9 +373,16 @@ func (s *TokenSource) confirmRefusal(runCtx context.Context, st *state, cause er
 			return st.refused(refusal, base.RefreshToken, now, true)
 		}
 	}
-	// Marked; or, if the mark failed, other replicas find out for
-	// themselves, and this one marks it at its next attempt (it finds the
-	// refused token still stored, and does not present it again).
+	if err != nil {
+		// Not recorded (the store failed): until it is, this replica cannot
+		// tell the account's refusal from one another replica caused, so
+		// callers are told to try again, not to reconnect. The next attempt
+		// finds the refused token still stored and records it, without
+		// presenting it again.
+		next := st.failed(&unrecordedRefusalError{cause: cause, err: s.storeError("mark", err, base)}, now, true)
+		next.edit().refusedRT = base.RefreshToken
+		return next
+	}
 	return st.refused(refusal, base.RefreshToken, now, true)
 }
 

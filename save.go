@@ -31,7 +31,7 @@ func (s *TokenSource) save(runCtx context.Context, next *state, failures int, no
 	defer cancel()
 	var err error
 	if replace {
-		if err = s.writeOver(ctx, next.tok); err == nil {
+		if err = s.writeLogin(ctx, next.tok); err == nil {
 			next.stored = next.tok
 		}
 	} else if adopted, serr := s.saveToStore(ctx, next); adopted {
@@ -114,7 +114,7 @@ func (s *TokenSource) saveToStore(ctx context.Context, next *state) (adopted boo
 // store was read to hold; a new login's token, over whatever it holds.
 func (s *TokenSource) storeOver(ctx context.Context, st *state, stored *oauth2.Token) error {
 	if st.tr.replace {
-		return s.writeOver(ctx, st.tok)
+		return s.writeLogin(ctx, st.tok)
 	}
 	return s.storeSave(ctx, stored, st.tok)
 }

@@ -23,9 +23,11 @@ type sourceConfig struct {
 	// once the source has a token not yet stored, which must not be
 	// collected with it.
 	pin func(*TokenSource)
+	// owed: sources whose newest token awaits its save (see owed.go).
+	owed owedSaves
 	// logins serializes the logins of each account (by a hash of its key):
 	// two at once must not store one token and keep the other.
-	logins   [16]sync.Mutex
+	logins   [64]sync.Mutex
 	loginKey maphash.Seed
 
 	// Accounts.Shutdown: closed stops new work; busy counts the runs and

@@ -19,15 +19,21 @@ import (
 //
 // So before presenting a stored refresh token, a replica marks the stored
 // token as being spent, with the time, in the same compare-and-swap Save
-// it uses for everything else. The new token replaces the mark when it is
-// stored. A replica that finds a mark younger than successorGrace neither
-// presents that refresh token nor records a refusal: it keeps serving the
-// token it has and reads the store again until the successor arrives. Past
-// the grace, the replica that held the successor is presumed gone (killed
-// between its token request and its save): the refresh token is presented
-// again (it still works if the request never reached Dropbox Sign), and a
-// refusal then is the account's. A replica that does still hold the
-// successor after that overwrites the refusal mark at its next save.
+// it uses for everything else; if the mark cannot be written, it does not
+// present the refresh token at all. The new token replaces the mark when
+// it is stored; if it cannot be, its replica retries in the background
+// (owed.go), calls or no calls. A replica that finds a mark neither
+// presents that refresh token nor records a refusal until successorGrace
+// has passed since it first saw that mark (by its own clock: clocks of
+// replicas may disagree): it keeps serving the token it has and reads the
+// store again until the successor arrives. Past the grace, the replica
+// that held the successor is presumed gone (killed between its token
+// request and its save): the refresh token is presented again (it still
+// works if the request never reached Dropbox Sign), and a refusal then is
+// the account's. A replica that does still hold the successor after that
+// overwrites the refusal mark at its next save. A replica ignores a mark
+// of its own that it failed to take off (its request brought nothing).
+// Replicas of an earlier version ignore marks.
 //
 // The mark lives in the token's ExpiresIn, which every Store keeps as is
 // (see Store.Load) and which this package reads only when positive: stores
@@ -52,12 +58,12 @@ func withSpendMark(t *oauth2.Token, at time.Time) *oauth2.Token {
 	return c
 }
 
-// readSpendMark returns t without its mark and when the mark was made, or
-// t itself and the zero time if it carries none. A value that is not a
-// mark this package made (a negative ExpiresIn from elsewhere) is dropped.
-func readSpendMark(t *oauth2.Token) (*oauth2.Token, time.Time) {
+// readSpendMark returns t without its mark, and the mark (0: none). A
+// negative ExpiresIn this package did not write is dropped, and reads as
+// no mark.
+func readSpendMark(t *oauth2.Token) (*oauth2.Token, int64) {
 	if t == nil || t.ExpiresIn >= 0 {
-		return t, time.Time{}
+		return t, 0
 	}
 	v := -t.ExpiresIn
 	c := slim(t)
@@ -65,26 +71,45 @@ func readSpendMark(t *oauth2.Token) (*oauth2.Token, time.Time) {
 	if c.ExpiresIn > maxExpiresIn {
 		c.ExpiresIn = 0
 	}
-	sec := v >> spendShift
-	if sec <= 0 || sec > 1<<34 { // not a time this package wrote
-		return c, time.Time{}
+	if sec := v >> spendShift; sec <= 0 || sec > 1<<34 { // not a time this package wrote
+		return c, 0
 	}
-	return c, time.Unix(sec, 0)
+	return c, t.ExpiresIn
+}
+
+// markTime is when the replica that made mark began spending, by its clock.
+func markTime(mark int64) time.Time {
+	return time.Unix(-mark>>spendShift, 0)
 }
 
 // markSpending marks stored, which the store holds, as being spent now,
-// before its refresh token is presented. It returns the store's error: on
-// any, the refresh token must not be presented (another writer may have
-// moved on, or the store may not have the mark).
-func (s *TokenSource) markSpending(ctx context.Context, stored *oauth2.Token, now time.Time) error {
-	return s.storeSave(ctx, stored, withSpendMark(stored, now))
+// before its refresh token is presented, and returns the mark. On any
+// error the refresh token must not be presented: another writer may have
+// moved on, or the store may not hold the mark.
+func (s *TokenSource) markSpending(ctx context.Context, stored *oauth2.Token, now time.Time) (int64, error) {
+	marked := withSpendMark(stored, now)
+	return marked.ExpiresIn, s.storeSave(ctx, stored, marked)
 }
 
-// awaitingSuccessor reports whether a mark made at spent keeps this replica
-// from presenting the marked refresh token at now. A mark from the future
-// beyond the grace is taken for a broken clock, not obeyed forever.
-func awaitingSuccessor(spent, now time.Time) bool {
-	return !spent.IsZero() && now.Before(spent.Add(successorGrace)) && spent.Before(now.Add(successorGrace))
+// awaitSuccessor returns the state of a source that finds the stored token
+// marked (mark) by another replica and waits for its successor, or nil once
+// the grace has passed. The grace runs from when this source first saw the
+// mark, by its own clock: the marking replica's clock may be off. Each
+// reading of the store while waiting is not a failure: it does not add to
+// the backoff that a real failure after the wait will start.
+func awaitSuccessor(st *state, mark int64, now time.Time) *state {
+	seen := now
+	if st.tr.mark == mark {
+		seen = st.tr.markSeen
+	}
+	if !now.Before(seen.Add(successorGrace)) {
+		return nil
+	}
+	next := *st
+	t := next.edit()
+	t.err, t.retryAt = &successorPendingError{since: markTime(mark)}, now.Add(refusalRecheck)
+	t.mark, t.markSeen = mark, seen
+	return &next
 }
 
 // successorPendingError is a refresh put off because another replica spent
@@ -92,6 +117,6 @@ func awaitingSuccessor(spent, now time.Time) bool {
 type successorPendingError struct{ since time.Time }
 
 func (e *successorPendingError) Error() string {
-	return fmt.Sprintf("dropboxsign: another replica presented the stored refresh token at %s and has not stored the new token yet "+
+	return fmt.Sprintf("dropboxsign: a replica presented the stored refresh token at %s (by its clock) and has not stored the new token yet "+
 		"(its store write failed?); waiting for it rather than present a spent refresh token", e.since.UTC().Format(time.RFC3339))
 }

@@ -42,13 +42,21 @@ type trouble struct {
 	// replicas may go on refreshing meanwhile), not only what it held when
 	// read.
 	replace bool
+
+	// A mark of the stored token as being spent (see spending.go): the
+	// one this source waits on, since when by its clock, and one of its
+	// own it failed to take off, which it ignores.
+	mark     int64
+	markSeen time.Time
+	ownMark  int64
 }
 
 // clear reports whether t records nothing: a state with such a trouble may
 // share the healthy one, and so take the hot path again.
 func (t *trouble) clear() bool {
 	return t.err == nil && t.failures == 0 && t.retryAt.IsZero() && t.refusedRT == "" &&
-		t.rejections == 0 && t.arrived.IsZero() && t.saveErr == nil && t.saveFailures == 0 && t.saveRetryAt.IsZero() && !t.replace
+		t.rejections == 0 && t.arrived.IsZero() && t.saveErr == nil && t.saveFailures == 0 && t.saveRetryAt.IsZero() && !t.replace &&
+		t.mark == 0 && t.markSeen.IsZero() && t.ownMark == 0
 }
 
 var healthy = &trouble{}

@@ -275,7 +275,7 @@ func (s *hangingStore) Lock(ctx context.Context, key string) (func(), error) {
 }
 
 func (s *hangingStore) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
-	if s.panics {
+	if s.panics && !spendMark(t) {
 		panic("store bug")
 	}
 	return s.Store.Save(ctx, key, prev, t)

@@ -100,10 +100,7 @@ func TestAFailedSaveIsNotTakenForARefusalByAnotherReplica(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p.runs.wait(t)
-	if stored, err := p.mem.Load(ctx, "ivy"); err != nil || stored.AccessToken != held.AccessToken {
-		t.Fatalf("after a's retry the store holds %v, %v", stored, err)
-	}
+	waitStored(t, ctx, p.mem, "ivy", held)
 	got, err := p.b.TokenSource("ivy").TokenContext(ctx)
 	if err != nil || got.AccessToken != held.AccessToken {
 		t.Fatalf("replica b after the save: %v, %v; want a's token", got, err)
@@ -127,6 +124,11 @@ func TestAfterTheGraceARefusalIsTheAccounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := p.refreshWithFailedSave(t, ctx, "jo")
+	// b first sees the mark, and waits out the grace from then, by its
+	// own clock.
+	if _, err := p.b.TokenSource("jo").TokenContext(ctx); dropboxsign.Classify(err) != dropboxsign.Temporary {
+		t.Fatalf("replica b within the grace: %v; want a temporary error", err)
+	}
 	p.clk.Advance(dropboxsign.SuccessorGrace + time.Second)
 	_, err := p.b.TokenSource("jo").TokenContext(ctx)
 	var refusal *dropboxsign.RefusedError
@@ -144,9 +146,23 @@ func TestAfterTheGraceARefusalIsTheAccounts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p.runs.wait(t)
-	if stored, err := p.mem.Load(ctx, "jo"); err != nil || stored.AccessToken != held.AccessToken {
-		t.Fatalf("after a's save the store holds %v, %v", stored, err)
+	waitStored(t, ctx, p.mem, "jo", held)
+}
+
+// waitStored waits, until ctx ends, for store to hold want under key: a
+// save retried in the background lands when it lands.
+func waitStored(t *testing.T, ctx context.Context, store dropboxsign.Store, key string, want *oauth2.Token) {
+	t.Helper()
+	for {
+		stored, err := store.Load(ctx, key)
+		if err == nil && stored.AccessToken == want.AccessToken {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the store holds %v, %v; want the token %s…", stored, err, want.AccessToken[:6])
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 }
 
