@@ -49,6 +49,8 @@ type Accounts struct {
 	shards [accountShards]accountShard
 	held   atomic.Int64 // accounts held, in all shards
 	evict  sync.Mutex   // one eviction at a time
+	// exiting serializes Shutdowns' last saves.
+	exiting sync.Mutex
 }
 
 const accountShards = 64
@@ -406,6 +408,10 @@ func (a *Accounts) Shutdown(ctx context.Context) error {
 	if err := a.cfg.shutdown(ctx); err != nil {
 		return err
 	}
+	// Two Shutdowns at once must not retry one source's save twice at
+	// once (a WithOnRefresh function is called one call at a time).
+	a.exiting.Lock()
+	defer a.exiting.Unlock()
 	var errs []error
 	for i := range a.shards {
 		sh := &a.shards[i]

@@ -82,7 +82,10 @@ func (s *TokenSource) storeError(op string, err error, toks ...*oauth2.Token) er
 
 // lostRefusalError is a refused grant that may be another replica's doing:
 // the store lost the token this replica's was derived from.
-type lostRefusalError struct{ err error }
+type lostRefusalError struct {
+	err   error
+	since time.Time // when this replica met it
+}
 
 func (e *lostRefusalError) Error() string {
 	return "dropboxsign: the grant was refused, and the store holds no token (did it lose its data?): another replica may hold a newer one; reading the store again: " + e.err.Error()

@@ -68,10 +68,14 @@ func (s *TokenSource) install(ctx context.Context, tok *oauth2.Token) error {
 	defer cancel()
 	kept := slim(tok)
 	err := s.writeOver(ctx, kept)
+	if err != nil {
+		err = s.storeError("save", err, kept)
+	} else if s.cfg.opts.onRefresh != nil {
+		err = s.callOnRefresh(ctx, kept) // every token it obtains, a login's too
+	}
 	next := newState(kept, s.cfg.opts.window)
 	next.stored = kept
 	if err != nil {
-		err = s.storeError("save", err, kept)
 		r := newRedactor(s.clientSecret(), kept.AccessToken, kept.RefreshToken)
 		next.stored = nil // unknown: the next save replaces whatever is there
 		t := next.edit()

@@ -139,6 +139,11 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 		return st.refused(refusal, st.tr.refusedRT, now, true)
 	case st.seed && stored == nil:
 		// Ours was given to seed an empty store: store it first.
+	case stored == nil && st.tok == nil && lostSince(st, now):
+		// This replica's token was refused after the store lost its data:
+		// the up-to-date replica may not have stored its token yet. Wait
+		// for it, for the grace, before taking the grant for gone.
+		return st.refused(st.tr.err, st.tr.refusedRT, now, true)
 	case stored == nil:
 		// Nothing stored any more (the store lost its data): ours seeds it.
 		return s.refreshFrom(runCtx, st, st.tok, nil, now)
@@ -206,6 +211,20 @@ func (s *TokenSource) spend(runCtx context.Context, st *state, stored *oauth2.To
 	return next
 }
 
+// refusedTo reports whether stored's refresh token is one Dropbox Sign
+// refused to this source: a token that cannot be refreshed is no token to
+// adopt (its refusal is to be recorded, or already is).
+func refusedTo(st *state, stored *oauth2.Token) bool {
+	return st.tr.refusedRT != "" && stored.RefreshToken == st.tr.refusedRT
+}
+
+// lostSince reports whether st's refusal is one the store's loss of its
+// data may explain, met less than the grace ago.
+func lostSince(st *state, now time.Time) bool {
+	lost, ok := st.tr.err.(*lostRefusalError)
+	return ok && now.Before(lost.since.Add(successorGrace))
+}
+
 // load reads the store: its token (nil if it holds none), or the refusal
 // it holds.
 func (s *TokenSource) load(ctx context.Context) (*oauth2.Token, *RefusedError, error) {
@@ -236,7 +255,7 @@ func (s *TokenSource) loadMarked(ctx context.Context) (*oauth2.Token, int64, *Re
 // adopt returns the state for a stored token that another process wrote and
 // that needs no refresh yet, or nil.
 func (s *TokenSource) adopt(ctx context.Context, st *state, stored *oauth2.Token, now time.Time) *state {
-	if stored == nil || (st.rejected && sameToken(stored, st.tok)) || st.holdsNewer(stored) {
+	if stored == nil || (st.rejected && sameToken(stored, st.tok)) || st.holdsNewer(stored) || refusedTo(st, stored) {
 		return nil
 	}
 	next := newState(slim(stored), s.cfg.opts.window)
@@ -251,7 +270,7 @@ func (s *TokenSource) adopt(ctx context.Context, st *state, stored *oauth2.Token
 // holdUsable returns st with stored in hand, if stored serves callers now
 // and longer than st's token does; else st.
 func (s *TokenSource) holdUsable(st *state, stored *oauth2.Token, now time.Time) *state {
-	if stored == nil || sameToken(stored, st.tok) || st.holdsNewer(stored) {
+	if stored == nil || sameToken(stored, st.tok) || st.holdsNewer(stored) || refusedTo(st, stored) {
 		return st
 	}
 	next := newState(slim(stored), s.cfg.opts.window)
@@ -343,7 +362,7 @@ func (s *TokenSource) refreshFrom(runCtx context.Context, st *state, base, prev 
 func (s *TokenSource) confirmRefusal(runCtx context.Context, st *state, cause error, base, prev *oauth2.Token, now time.Time) *state {
 	refusal := &RefusedError{Key: s.key, Since: now, Err: cause}
 	if prev == nil && st.stored != nil {
-		next := st.refused(&lostRefusalError{cause}, base.RefreshToken, now, true)
+		next := st.refused(&lostRefusalError{err: cause, since: now}, base.RefreshToken, now, true)
 		return next
 	}
 	if prev == nil || !sameToken(prev, base) || prev.RefreshToken != base.RefreshToken {

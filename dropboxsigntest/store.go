@@ -84,6 +84,9 @@ func (s *Store) Save(_ context.Context, key string, prev, t *oauth2.Token) error
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Saves++
+	if t == nil {
+		return errors.New("dropboxsigntest: Save of a nil token")
+	}
 	if !s.matches(key, prev) {
 		return dropboxsign.ErrConflict
 	}
