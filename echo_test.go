@@ -268,3 +268,37 @@ func TestLoginStoresNoEchoedCredentials(t *testing.T) {
 		})
 	}
 }
+
+// A field of the answer that quotes the request (whole or in part, nested
+// or not) is dropped from the token's extras: printing a token, as code
+// does when debugging, must not print the client secret or the code.
+func TestExtrasQuotingTheRequestAreDropped(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req map[string]string
+		body, _ := io.ReadAll(r.Body)
+		json.Unmarshal(body, &req)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{
+			"access_token": "at-fresh-7a1c", "refresh_token": "rt-fresh-9b2d", "token_type": "bearer", "expires_in": 3600,
+			"request": string(body), "nested": map[string]any{"x": "pre-" + req["client_secret"]}, "code_seen": "[" + req["code"] + "]",
+			"kept": "an ordinary field",
+		})
+	}))
+	t.Cleanup(srv.Close)
+	conf := &oauth2.Config{ClientID: "client-id", ClientSecret: echoSecret, Endpoint: oauth2.Endpoint{TokenURL: srv.URL + "/oauth/token"}}
+	tok, err := dropboxsign.Exchange(testContext(t), conf, echoCode, "state-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, field := range []string{"request", "nested", "code_seen"} {
+		if v := tok.Extra(field); v != nil {
+			t.Errorf("extra %q kept: it quotes the request", field)
+		}
+	}
+	if tok.Extra("kept") != "an ordinary field" {
+		t.Errorf("an ordinary extra was dropped: %v", tok.Extra("kept"))
+	}
+	if s := fmt.Sprintf("%+v", tok); strings.Contains(s, echoSecret) || strings.Contains(s, echoCode) {
+		t.Errorf("the token prints a credential of the request")
+	}
+}

@@ -51,11 +51,16 @@ func (q requestSecrets) echo(v string, asAccess bool) string {
 }
 
 // holdsEcho reports whether v, a field of an answer as decoded from JSON,
-// is or holds (in an object or an array) a credential of the request.
+// holds a credential of the request anywhere: in a string, as the whole or
+// a part (a field that quotes the request, say), or in an object or an
+// array. Unlike for the tokens themselves, a part counts: a field of the
+// extras is dropped at no cost.
 func (q requestSecrets) holdsEcho(v any) bool {
 	switch v := v.(type) {
 	case string:
-		return q.echo(v, false) != ""
+		return q.clientSecret != "" && strings.Contains(v, q.clientSecret) || q.code != "" && strings.Contains(v, q.code)
+	case json.RawMessage:
+		return q.holdsEcho(string(v))
 	case map[string]any:
 		for _, e := range v {
 			if q.holdsEcho(e) {
