@@ -256,8 +256,23 @@ func (f *FileStore) readFile(root *os.Root, name string) (*fileRecord, error) {
 
 // open opens name in root if it is a regular file, never following a
 // symbolic link, never blocking on a FIFO. With os.O_CREATE it creates a
-// missing file (mode 0600).
+// missing file (mode 0600). A file replaced between the check and the open
+// (another process's save renames a new file into place: every save does)
+// is opened again, a few times, before that counts as an error.
 func (f *FileStore) open(root *os.Root, name string, flag int) (*os.File, error) {
+	var err error
+	for range 4 {
+		var file *os.File
+		if file, err = f.openOnce(root, name, flag); !errors.Is(err, errReplacedWhileOpening) {
+			return file, err
+		}
+	}
+	return nil, err
+}
+
+var errReplacedWhileOpening = errors.New("changed while it was being opened")
+
+func (f *FileStore) openOnce(root *os.Root, name string, flag int) (*os.File, error) {
 	fix := "remove it and log in again" // a token file
 	if strings.HasSuffix(name, ".lock") {
 		fix = "remove it (the store creates its lock files itself)"
@@ -283,7 +298,7 @@ func (f *FileStore) open(root *os.Root, name string, flag int) (*os.File, error)
 	}
 	if err != nil || !info.Mode().IsRegular() || !os.SameFile(before, info) {
 		file.Close()
-		return nil, fmt.Errorf("dropboxsign: FileStore: %s changed while it was being opened (is another program changing the directory?)", f.path(name))
+		return nil, fmt.Errorf("dropboxsign: FileStore: %s %w (is another program changing the directory?)", f.path(name), errReplacedWhileOpening)
 	}
 	return file, nil
 }

@@ -3,6 +3,7 @@ package dropboxsign_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -289,5 +290,49 @@ func TestSourceSeedsAStoreThatLostItsData(t *testing.T) {
 	}
 	if stored, err := fs.Load(ctx, "acct"); err != nil || stored.AccessToken != fresh.AccessToken {
 		t.Errorf("store after the refresh: %v, %v; want the new token", stored, err)
+	}
+}
+
+// Loads never fail because another writer's save renamed a new file into
+// place between a load's check of the file and its open: every save does.
+func TestFileStoreLoadsDuringSavesNeverFail(t *testing.T) {
+	ctx := testContext(t)
+	fs := newFileStore(t)
+	tok := func(n int) *oauth2.Token {
+		return &oauth2.Token{AccessToken: fmt.Sprint("at-", n), RefreshToken: fmt.Sprint("rt-", n), TokenType: "Bearer", Expiry: time.Now().Add(time.Hour)}
+	}
+	if err := fs.Save(ctx, "k", nil, tok(0)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var stop atomic.Bool
+	for w := range 2 {
+		wg.Go(func() {
+			for n := 1; !stop.Load(); n++ {
+				cur, err := fs.Load(ctx, "k")
+				if err == nil {
+					fs.Save(ctx, "k", cur, tok(w*1_000_000+n))
+				}
+			}
+		})
+	}
+	var failed atomic.Int64
+	var first atomic.Value
+	var loaders sync.WaitGroup
+	for range 4 {
+		loaders.Go(func() {
+			for range 2000 {
+				if _, err := fs.Load(ctx, "k"); err != nil {
+					failed.Add(1)
+					first.CompareAndSwap(nil, err)
+				}
+			}
+		})
+	}
+	loaders.Wait()
+	stop.Store(true)
+	wg.Wait()
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d of 8000 loads failed during saves; first: %v", n, first.Load())
 	}
 }
