@@ -20,7 +20,8 @@ import (
 // less the expiry window), or at once if the API refuses the token it
 // holds; until then it acts with the old grant (for the user's previous
 // Dropbox Sign account, if they connected another). A refused account is
-// read again every second, so it serves everywhere within about a second.
+// read again at most every second, as calls come, so it serves at each
+// replica's first call a second or more after its last read.
 //
 // If the exchange succeeds but the token cannot be stored, the error says
 // so (a [*SaveError], which wraps the store's error) and the token is

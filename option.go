@@ -48,10 +48,11 @@ func defaultOptions() options {
 // Until a save succeeds, [TokenSource.TokenContext] returns the token
 // together with a [*SaveError], so that callers can tell; [TokenSource.Token]
 // and the client of [NewClient] use the token without an error, so that
-// x/oauth2 code keeps working. The save is retried, in the background, by
-// the first call after a backoff (1 s, doubling, at most 5 min, with
-// jitter), and again with each newer token; the first success clears the
-// error. fn itself sees every failure first: log or alert there.
+// x/oauth2 code keeps working. The save is retried in the background after
+// a backoff (1 s, doubling, at most 5 min, with jitter), calls or no calls
+// (one goroutine per source configuration, or per [Accounts], runs while
+// any save is owed), and again with each newer token; the first success
+// clears the error. fn itself sees every failure first: log or alert there.
 //
 // fn's context has a deadline ([WithTimeout]); fn should honour it, since
 // the source waits for fn to return. fn must not modify the token or call

@@ -26,7 +26,8 @@ var ErrConflict = errors.New("dropboxsign: the stored token changed meanwhile")
 // replica refreshes each account per expiry and no replica presents a
 // refresh token that another one has already spent, as long as no lock
 // holder outlives its lease, the store keeps every write it acknowledged,
-// and each replica that obtains a new token stores it within two minutes
+// each replica that obtains a new token stores it within two minutes, and
+// every replica runs a version that marks the refresh token it spends
 // (docs/replicas.md says what happens otherwise). When Dropbox Sign refuses
 // an account's grant for good, the source marks the account in the store,
 // so that every replica learns it at its next read of the store, without a
