@@ -31,6 +31,16 @@
 // number of [oauth2.NewClient] and [oauth2.ReuseTokenSource] wrappers, which
 // then share its refreshes too.
 //
+// Each grant is spent once per process, however many sources hold it:
+// sources that present the same refresh token at once share one token
+// request (golang.org/x/sync/singleflight), and for a minute after, one
+// that presents it again gets the token it brought. So code that builds a
+// client per request from a stored token (as much x/oauth2 code does) no
+// longer spends the refresh token twice; [Exchange] and [Accounts.Login]
+// exchange a code submitted twice once. The memory is bounded (4096
+// grants) and holds no secret as a key; across processes, a [Store] is
+// what shares tokens.
+//
 // # Errors
 //
 // An error answer from the token endpoint is an [*oauth2.RetrieveError], as

@@ -26,6 +26,15 @@ const DefaultTimeout = 30 * time.Second
 // ctx (the [oauth2.HTTPClient] key), else [http.DefaultClient]; without a
 // deadline in ctx the request is bounded by [DefaultTimeout].
 //
+// A code is exchanged once per process: calls with the same code and state
+// at the same time (a callback submitted twice: a double click, a
+// browser's retry) share one request, and a call for a code exchanged less
+// than a minute ago gets that exchange's token, without a request (each
+// caller gets a copy of its own). A failure is shared by the calls that
+// waited for it, and not remembered. Each caller's ctx bounds its own wait;
+// the request goes on for the others ([Accounts.Login] exchanges the same
+// way).
+//
 // An error answer from the endpoint is returned as an [*oauth2.RetrieveError]
 // itself, as [oauth2.Config.Exchange] returns it, with ErrorCode and
 // ErrorDescription filled from either of Dropbox Sign's error shapes. A 2xx
@@ -48,12 +57,15 @@ func Exchange(ctx context.Context, c *oauth2.Config, code, state string) (*oauth
 	if err != nil {
 		return nil, err
 	}
-	return tc.exchange(ctx, code, state)
+	return tc.exchangeOnce(ctx, code, state)
 }
 
 // Refresh obtains a new token with a refresh token. It is the raw protocol
-// call; most programs use [NewTokenSource], which calls it when needed,
-// deduplicates concurrent calls and keeps the newest refresh token.
+// call, made each time it is called: most programs use [NewTokenSource],
+// which calls it when needed, shares one request among all the sources of
+// the process that present the same refresh token (and, for a minute, gives
+// a source presenting one the process has spent the token that brought),
+// and keeps the newest refresh token.
 //
 // It sends a JSON POST to c.Endpoint.TokenURL with "refresh" added to the
 // URL's query, carrying grant_type "refresh_token", refresh_token, client_id
@@ -79,6 +91,7 @@ type tokenClient struct {
 	timeout      time.Duration
 	now          func() time.Time
 	http         *http.Client // nil: the one in each call's context (oauth2.HTTPClient)
+	grants       *grantTable  // the process's, unless a test gives its own
 }
 
 func newTokenClient(c *oauth2.Config, timeout time.Duration, now func() time.Time) (*tokenClient, error) {
@@ -99,6 +112,7 @@ func newTokenClient(c *oauth2.Config, timeout time.Duration, now func() time.Tim
 		refreshURL:   refresh,
 		timeout:      timeout,
 		now:          now,
+		grants:       grants,
 	}, nil
 }
 
@@ -117,6 +131,49 @@ type refreshRequest struct {
 	RefreshToken string `json:"refresh_token"`
 	ClientID     string `json:"client_id"`
 	ClientSecret string `json:"client_secret"`
+}
+
+// exchangeOnce is exchange, once per process for one code and state: a
+// callback submitted twice (a double click, a browser's retry) exchanges
+// the code once, and both get the token (see grants.go).
+func (tc *tokenClient) exchangeOnce(ctx context.Context, code, state string) (*oauth2.Token, error) {
+	if code == "" || state == "" {
+		return tc.exchange(ctx, code, state) // its error, without a request
+	}
+	k := newGrantKey("exchange", tc.exchangeURL, tc.clientID, code, state)
+	tok, _, err := tc.grants.spend(ctx, k, tc.timeout, func(ctx context.Context) (*oauth2.Token, error) {
+		return tc.exchange(ctx, code, state)
+	})
+	return tok, err
+}
+
+// refreshOnce is refresh, once per process for one refresh token (see
+// grants.go): a refresh token this process spent less than a minute ago
+// brings, without a request, the token its request brought, or the newest
+// this process has derived from it. requested reports whether this call's
+// own request brought the token.
+func (tc *tokenClient) refreshOnce(ctx context.Context, refreshToken string, held ...string) (tok *oauth2.Token, requested bool, err error) {
+	if refreshToken == "" || credentialProblem(refreshToken) != "" {
+		tok, err = tc.refresh(ctx, refreshToken, held...) // its error, without a request
+		return tok, err == nil, err
+	}
+	k := newGrantKey("refresh", tc.refreshURL, tc.clientID, refreshToken)
+	tok, requested, err = tc.grants.spend(ctx, k, tc.timeout, func(ctx context.Context) (*oauth2.Token, error) {
+		return tc.refresh(ctx, refreshToken, held...)
+	})
+	if err != nil {
+		return nil, requested, err
+	}
+	// Its refresh token may have been spent since, in this process too:
+	// follow the chain to the newest token (a bounded walk).
+	for range 8 {
+		next := tc.grants.recall(newGrantKey("refresh", tc.refreshURL, tc.clientID, tok.RefreshToken), grantClock())
+		if next == nil || next.RefreshToken == tok.RefreshToken {
+			break
+		}
+		tok, requested = copyToken(next), false
+	}
+	return tok, requested, nil
 }
 
 func (tc *tokenClient) exchange(ctx context.Context, code, state string) (*oauth2.Token, error) {

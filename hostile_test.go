@@ -190,7 +190,7 @@ func TestUnusableTokenFieldsAreBadResponses(t *testing.T) {
 		{"MAC token type", `{"access_token":"abcd","token_type":"mac"}`, "token_type is not Bearer"},
 		{"token type with CRLF", `{"access_token":"abcd","token_type":"Bearer\r\nX: y"}`, "token_type is not Bearer"},
 		{"state not a string", `{"access_token":"abcd","state":7}`, "state is not a string"},
-		{"fractional negative expiry", `{"access_token":"abcd","expires_in":-0.5}`, ""},
+		{"fractional negative expiry", `{"access_token":"abcd","expires_in":-0.5}`, "expires_in is negative"},
 		{"boolean expiry", `{"access_token":"abcd","expires_in":true}`, "expires_in is not a number"},
 		{"empty expiry", `{"access_token":"abcd","expires_in":""}`, "expires_in is not a number"},
 	} {

@@ -42,7 +42,7 @@ func (a *Accounts) Login(ctx context.Context, account, code, state string) (*oau
 	s := a.TokenSource(account)
 	reqCtx := a.cfg.requestStarted(ctx, "exchange", account)
 	started := a.cfg.opts.now()
-	tok, err := a.cfg.client.exchange(reqCtx, code, state)
+	tok, err := a.cfg.client.exchangeOnce(reqCtx, code, state)
 	s.emit(reqCtx, requestEvent("exchange", started, a.cfg.opts.now(), tok, err))
 	if err != nil {
 		return nil, err
@@ -65,6 +65,7 @@ func (s *TokenSource) install(ctx context.Context, tok *oauth2.Token) error {
 	mu := s.cfg.loginLock(s.key)
 	mu.Lock()
 	defer mu.Unlock()
+	s.logins.Add(1) // a run under way from now on is overtaken: see save
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.opts.timeout)
 	defer cancel()
 	kept := slim(tok)
@@ -133,10 +134,15 @@ func (s *TokenSource) writeLogin(ctx context.Context, tok *oauth2.Token) error {
 	mu.Lock()
 	defer mu.Unlock()
 	if s.state.Load().tok != tok {
-		return nil
+		return errOvertaken
 	}
 	return s.writeOver(ctx, tok)
 }
+
+// errOvertaken is a run's save given up because a login replaced the token
+// it was saving: the login's token speaks for the account, and the run's
+// outcome is not published (see publish).
+var errOvertaken = errors.New("dropboxsign: overtaken by a login")
 
 // maxInstallRounds bounds how often a login tries again when the stored
 // token keeps changing under it (replicas refreshing the old grant).

@@ -26,6 +26,7 @@ type options struct {
 	observers   []Observer
 
 	// Seams for tests (see export_test.go).
+	grants   *grantTable // nil: the process's (see grants.go)
 	now      func() time.Time
 	afterRun func()
 	kicked   func()

@@ -3,6 +3,7 @@ package dropboxsign
 import (
 	"sync"
 	"time"
+	"weak"
 )
 
 // This file retries failed saves in the background. A token whose save
@@ -12,11 +13,14 @@ import (
 // until its next call. So while any source of a configuration owes a save,
 // one goroutine of that configuration starts each retry once its backoff
 // has passed, as a call would; it ends when nothing is owed any more, or
-// at Accounts.Shutdown (which retries what is owed itself).
+// at Accounts.Shutdown (which retries what is owed itself). It holds the
+// sources weakly: a source the app has let go (one of NewTokenSource's
+// that nothing references) is not kept alive by its owed save; an
+// Accounts holds its own until their saves succeed (see Accounts.pin).
 
 type owedSaves struct {
 	mu      sync.Mutex
-	sources map[*TokenSource]struct{}
+	sources map[weak.Pointer[TokenSource]]struct{}
 	running bool
 	wake    chan struct{}
 }
@@ -30,9 +34,9 @@ func (cfg *sourceConfig) owe(s *TokenSource) {
 	o := &cfg.owed
 	o.mu.Lock()
 	if o.sources == nil {
-		o.sources, o.wake = map[*TokenSource]struct{}{}, make(chan struct{}, 1)
+		o.sources, o.wake = map[weak.Pointer[TokenSource]]struct{}{}, make(chan struct{}, 1)
 	}
-	o.sources[s] = struct{}{}
+	o.sources[weak.Make(s)] = struct{}{}
 	start := !o.running
 	o.running = true
 	o.mu.Unlock()
@@ -56,11 +60,16 @@ func (cfg *sourceConfig) retryOwed() {
 		wait := owedCheck
 		var due []*TokenSource
 		o.mu.Lock()
-		for s := range o.sources {
+		for wp := range o.sources {
+			s := wp.Value()
+			if s == nil {
+				delete(o.sources, wp) // let go by the app, and collected
+				continue
+			}
 			st := s.state.Load()
 			switch {
 			case st.tr.saveErr == nil || cfg.closed.Load():
-				delete(o.sources, s)
+				delete(o.sources, wp)
 			case st.saveDue(now):
 				due = append(due, s)
 			default:

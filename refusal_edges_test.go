@@ -27,7 +27,8 @@ func TestALostDataRefusalStaysTemporaryForTheGrace(t *testing.T) {
 	clk := newClock()
 	fs.Save(ctx, "acct", nil, srv.IssueToken())
 	a := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"))
-	b := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"), dropboxsign.WithClock(clk.Now))
+	b := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"), dropboxsign.WithClock(clk.Now),
+		dropboxsign.AsAnotherProcess()) // a replica: in this process, a's spending would be b's
 	ta, _ := a.TokenContext(ctx)
 	tb, _ := b.TokenContext(ctx)
 	a.Invalidate(ta)

@@ -256,6 +256,9 @@ func expiresIn(raw json.RawMessage, now time.Time) (int64, error) {
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 		return 0, errors.New("expires_in is not a number")
 	}
+	if f < 0 || math.Signbit(f) && f != 0 { // before rounding: -0.5 must not round up to "no expiry"
+		return 0, errors.New("expires_in is negative")
+	}
 	f = math.Ceil(f)
 	if epoch := float64(now.Unix()); f > maxExpiresIn && math.Abs(f-epoch) <= maxExpiresIn {
 		if f <= epoch {

@@ -155,7 +155,9 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 	default:
 		return s.spend(runCtx, st, stored, now)
 	}
-	if err := s.storeOver(ctx, st, stored); err != nil {
+	if err := s.storeOver(ctx, st, stored); errors.Is(err, errOvertaken) {
+		return st // a later login replaced this token: publish drops the run's outcome
+	} else if err != nil {
 		return failed("save", err, st.tok, stored)
 	}
 	if st.tr.saveErr != nil {
@@ -305,10 +307,17 @@ func (s *TokenSource) refreshFrom(runCtx context.Context, st *state, base, prev 
 		reqCtx = s.cfg.requestStarted(runCtx, "refresh", s.key)
 		ctx, cancel := context.WithTimeout(reqCtx, s.cfg.opts.timeout)
 		started := s.cfg.opts.now()
-		tok, err = s.cfg.client.refresh(ctx, base.RefreshToken, base.AccessToken, st.tokenOrEmpty().AccessToken)
+		var requested bool
+		tok, requested, err = s.cfg.client.refreshOnce(ctx, base.RefreshToken, base.AccessToken, st.tokenOrEmpty().AccessToken)
 		cancel()
-		e := requestEvent("refresh", started, s.cfg.opts.now(), tok, err)
-		event = &e
+		if requested || err != nil { // a failure shared with another source is reported by each
+			e := requestEvent("refresh", started, s.cfg.opts.now(), tok, err)
+			event = &e
+		} else {
+			// Another source of this process spent the same grant: its
+			// token, without a request of ours (see grants.go).
+			event = &Event{Kind: EventAdopted, Expiry: tok.Expiry}
+		}
 	}
 	if err != nil {
 		if shared && base != nil && Classify(err) == Reauthorize {

@@ -41,7 +41,10 @@ func (s *TokenSource) save(runCtx context.Context, next *state, failures int, no
 		err = serr
 	}
 	if err == nil && s.cfg.opts.onRefresh != nil {
-		err = s.callOnRefresh(ctx, next.tok)
+		err = s.onRefreshUnlessOvertaken(ctx, next.tok)
+	}
+	if errors.Is(err, errOvertaken) {
+		return // a login replaced the token: nothing of this run is published
 	}
 	if err == nil {
 		if failures > 0 {
@@ -108,6 +111,20 @@ func (s *TokenSource) saveToStore(ctx context.Context, next *state) (adopted boo
 	}
 	next.stored = next.tok
 	return false, nil
+}
+
+// onRefreshUnlessOvertaken calls the WithOnRefresh function with tok, a
+// run's new token, unless a login has replaced the account's token since
+// the run began: one call at a time per account (the login's lock), so
+// that a login's call is never followed by one for the grant it replaced.
+func (s *TokenSource) onRefreshUnlessOvertaken(ctx context.Context, tok *oauth2.Token) error {
+	mu := s.cfg.loginLock(s.key)
+	mu.Lock()
+	defer mu.Unlock()
+	if f := s.flying.Load(); f != nil && f.logins != s.logins.Load() {
+		return errOvertaken
+	}
+	return s.callOnRefresh(ctx, tok)
 }
 
 // storeOver stores st.tok, not yet stored, in place of stored, what the

@@ -51,6 +51,9 @@ func newSourceConfig(ctx context.Context, c *oauth2.Config, opts []Option) *sour
 	cfg.client, cfg.configErr = newTokenClient(c, cfg.opts.timeout, cfg.opts.now)
 	if cfg.client != nil {
 		cfg.client.http = contextClient(cfg.ctx) // resolved once: runs use their callers' contexts
+		if cfg.opts.grants != nil {
+			cfg.client.grants = cfg.opts.grants
+		}
 	}
 	if len(cfg.opts.observers) > 0 {
 		cfg.events = &eventQueue{observers: cfg.opts.observers}

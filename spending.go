@@ -47,6 +47,11 @@ import (
 // window, so the current access token usually serves callers meanwhile.
 const successorGrace = 2 * time.Minute
 
+// maxMarkSkew is the most two replicas' clocks are taken to disagree: a
+// mark older than grace plus this, by the reader's clock, is waited on no
+// more, even by a source that sees it for the first time.
+const maxMarkSkew = 3 * time.Minute
+
 // spendShift places the mark's time above the token's own ExpiresIn, which
 // is at most maxExpiresIn < 1<<29.
 const spendShift = 29
@@ -102,7 +107,10 @@ func awaitSuccessor(st *state, mark int64, now time.Time) *state {
 	if st.tr.mark == mark {
 		seen = st.tr.markSeen
 	}
-	if !now.Before(seen.Add(successorGrace)) {
+	if !now.Before(seen.Add(successorGrace)) || now.After(markTime(mark).Add(successorGrace+maxMarkSkew)) {
+		// Waited the grace; or the mark is older than any clock could
+		// make it look (a new process, or an account reloaded, sees it
+		// for the first time long after it was made).
 		return nil
 	}
 	next := *st

@@ -3,6 +3,7 @@ package dropboxsign_test
 import (
 	"context"
 	"errors"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,9 +27,9 @@ func TestClockSkewDoesNotDefeatTheSpendMark(t *testing.T) {
 			p.here = &hookedStore{Store: p.mem}
 			ctx := testContext(t)
 			conf := p.srv.Config()
-			p.a = dropboxsign.NewAccounts(ctx, conf, p.here, dropboxsign.WithClock(p.clk.Now), p.runs.option())
+			p.a = dropboxsign.NewAccounts(ctx, conf, p.here, dropboxsign.WithClock(p.clk.Now), p.runs.option(), dropboxsign.AsAnotherProcess())
 			bNow := func() time.Time { return p.clk.Now().Add(skew) }
-			p.b = dropboxsign.NewAccounts(ctx, conf, p.mem, dropboxsign.WithClock(bNow))
+			p.b = dropboxsign.NewAccounts(ctx, conf, p.mem, dropboxsign.WithClock(bNow), dropboxsign.AsAnotherProcess())
 
 			old := p.srv.IssueToken()
 			if err := p.mem.Save(ctx, "oli", nil, expired(old)); err != nil {
@@ -286,4 +287,60 @@ func (w *writeFailingStore) MarkRefused(ctx context.Context, key string, t *oaut
 		return errDiskFull
 	}
 	return w.Store.MarkRefused(ctx, key, t)
+}
+
+// A mark left long ago (a replica, or a `dropboxsign-token print`, killed
+// between its token request and its save) holds off no new process for
+// long: past the grace and the clocks' tolerance since the mark, by the
+// reader's clock, a source that sees it for the first time (each CLI
+// print, a restarted replica) does not wait.
+func TestAStaleMarkHoldsOffNoNewProcess(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	fs := newFileStore(t)
+	tok := srv.IssueToken()
+	marked := dropboxsign.WithSpendMark(expired(tok), time.Now().Add(-dropboxsign.SuccessorGrace-dropboxsign.MaxMarkSkew-time.Second))
+	if err := fs.Save(ctx, "acct", nil, marked); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // three CLI prints, minutes apart in real life
+		ts := dropboxsign.NewTokenSource(context.Background(), srv.Config(), nil,
+			dropboxsign.WithStore(fs, "acct"), dropboxsign.WithExpiryWindow(time.Minute))
+		_, err := ts.TokenContext(ctx)
+		if err != nil {
+			t.Errorf("print %d, long after the mark: %v (token requests so far %d)", i, err, srv.Stats().TokenRequests)
+		}
+	}
+}
+
+// The same under Accounts churn: an account let go and loaded again sees
+// the mark for the first time again; the wait still ends once the mark is
+// older than the grace and the clocks' tolerance.
+func TestAMarkHoldsOffAnAccountReloadedUnderChurnForBoundedTime(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	mem := newFileStore(t)
+	clk := newClock()
+	tok := srv.IssueToken()
+	marked := dropboxsign.WithSpendMark(expired(tok), clk.Now())
+	if err := mem.Save(ctx, "acct", nil, marked); err != nil {
+		t.Fatal(err)
+	}
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), mem, dropboxsign.WithClock(clk.Now), dropboxsign.WithMaxAccounts(16))
+	for i := range 4 { // every 130 s, with 16+ other accounts used in between
+		clk.Advance(90 * time.Second)
+		_, err := a.TokenSource("acct").TokenContext(ctx)
+		t.Logf("%v after the mark: %v", time.Duration(i+1)*130*time.Second, err)
+		for j := range 40 {
+			clk.Advance(time.Second)
+			other := string(rune('a'+j)) + "-other"
+			mem.Save(ctx, other, nil, srv.IssueToken())
+			a.TokenSource(other).TokenContext(ctx)
+		}
+		runtime.GC()
+		runtime.GC()
+	}
+	if n := srv.Stats().TokenRequests; n == 0 {
+		t.Errorf("8 min after a mark, with the account let go between uses, no refresh was ever tried")
+	}
 }

@@ -18,7 +18,8 @@ import (
 // token) nor take the refusal that would follow for the account's.
 
 // replicaPair is two replicas of one app on one store: a's own store calls
-// go through a hook (its network to the store may fail), b's do not.
+// go through a hook (its network to the store may fail), b's do not. Each
+// is a process of its own (AsAnotherProcess): they share no grant.
 type replicaPair struct {
 	srv  *dropboxsigntest.Server
 	mem  *dropboxsigntest.Store
@@ -33,8 +34,8 @@ func newReplicaPair(t *testing.T) *replicaPair {
 	p.here = &hookedStore{Store: p.mem}
 	ctx := testContext(t)
 	conf := p.srv.Config()
-	p.a = dropboxsign.NewAccounts(ctx, conf, p.here, dropboxsign.WithClock(p.clk.Now), p.runs.option())
-	p.b = dropboxsign.NewAccounts(ctx, conf, p.mem, dropboxsign.WithClock(p.clk.Now))
+	p.a = dropboxsign.NewAccounts(ctx, conf, p.here, dropboxsign.WithClock(p.clk.Now), p.runs.option(), dropboxsign.AsAnotherProcess())
+	p.b = dropboxsign.NewAccounts(ctx, conf, p.mem, dropboxsign.WithClock(p.clk.Now), dropboxsign.AsAnotherProcess())
 	return p
 }
 

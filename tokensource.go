@@ -20,7 +20,12 @@ import (
 // Within the expiry window (see [WithExpiryWindow]) callers still get the
 // current token at once while one background refresh replaces it; only when
 // the token is about to expire, or already has, do callers wait. Concurrent
-// callers that need a refresh share one token request. Failed refreshes are
+// callers that need a refresh share one token request, and so do all the
+// sources of the process that present the same refresh token: one made
+// from the same stored token, say; a source presenting a refresh token the
+// process spent less than a minute ago gets the token that brought (the
+// newest, if it has been spent again since) without a request. Failed
+// refreshes are
 // retried with exponential backoff, never in a tight loop; while a usable
 // token is in hand, a failed background refresh does not reach callers.
 //
@@ -34,6 +39,7 @@ type TokenSource struct {
 	state  atomic.Pointer[state]  // see state.go
 	flying atomic.Pointer[flight] // the run under way, if any: see flight.go
 	used   atomic.Int64           // with Accounts: when last used, in Unix seconds
+	logins atomic.Uint32          // with Accounts: logins installed, so that a run can tell it was overtaken
 }
 
 var _ oauth2.TokenSource = (*TokenSource)(nil)

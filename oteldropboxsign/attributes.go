@@ -26,6 +26,7 @@ const (
 	rateRemainingKey  = attribute.Key("dropboxsign.rate_limit.remaining")
 	rateResetKey      = attribute.Key("dropboxsign.rate_limit.reset")
 	failuresKey       = attribute.Key("dropboxsign.failures")
+	sharedKey         = attribute.Key("dropboxsign.token.shared") // the token came from another source's request for the same grant
 	retryDelayKey     = attribute.Key("dropboxsign.retry.delay")
 )
 

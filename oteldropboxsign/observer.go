@@ -126,6 +126,13 @@ func (o *Observer) Observe(ctx context.Context, e dropboxsign.Event) {
 		o.logins.Add(ctx, 1, o.attrs(e))
 	case dropboxsign.EventAdopted:
 		o.adoptions.Add(ctx, 1, o.attrs(e))
+		// The token another source of the process had just obtained for
+		// the same grant: the request this span was started for was never
+		// made. The span ends, marked so.
+		if r, ok := ctx.Value(requestKey{o}).(*request); ok {
+			r.span.SetAttributes(sharedKey.Bool(true))
+			r.span.End()
+		}
 	case dropboxsign.EventPlaintextToken:
 		o.plaintext.Add(ctx, 1, o.attrs(e))
 	}
