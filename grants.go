@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -128,16 +129,17 @@ func (g *grantTable) len() int {
 // call's own request brought the outcome. The token returned is a copy of
 // the caller's own.
 func (g *grantTable) spend(ctx context.Context, k grantKey, timeout time.Duration,
-	request func(context.Context) (*oauth2.Token, error)) (tok *oauth2.Token, requested bool, err error) {
+	request func(context.Context) (*oauth2.Token, error)) (*oauth2.Token, bool, error) {
 	if tok := g.recall(k, grantClock()); tok != nil {
 		return copyToken(tok), false, nil
 	}
 	reqCtx := context.WithoutCancel(ctx)
+	var mine atomic.Bool // set by this call's function, if it is the one that runs
 	ch := g.flights.DoChan(string(k[:]), func() (any, error) {
 		if tok := g.recall(k, grantClock()); tok != nil { // spent while this call was starting
 			return tok, nil
 		}
-		requested = true
+		mine.Store(true)
 		rctx, cancel := context.WithTimeout(reqCtx, timeout)
 		defer cancel()
 		if d, ok := ctx.Deadline(); ok {
@@ -156,9 +158,9 @@ func (g *grantTable) spend(ctx context.Context, k grantKey, timeout time.Duratio
 	select {
 	case r := <-ch:
 		if r.Err != nil {
-			return nil, requested, r.Err
+			return nil, mine.Load(), r.Err
 		}
-		return copyToken(r.Val.(*oauth2.Token)), requested, nil
+		return copyToken(r.Val.(*oauth2.Token)), mine.Load(), nil
 	case <-ctx.Done():
 		return nil, false, context.Cause(ctx)
 	}
