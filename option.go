@@ -37,9 +37,11 @@ func defaultOptions() options {
 }
 
 // WithOnRefresh registers fn to persist each new token. The source calls fn
-// with every token it obtains, before any caller receives that token, from
-// one goroutine at a time, with a context that carries the values of the
-// context given to [NewTokenSource] and a deadline (see [WithTimeout]).
+// with every token it obtains (a new login's too, with [Accounts]), before
+// any caller receives that token, one call at a time per account, with a
+// context that carries the values of the context given to [NewTokenSource]
+// and a deadline (see [WithTimeout]). A refresh that a login overtook (it
+// began from the grant the login replaced) does not call it.
 //
 // Dropbox Sign may rotate the refresh token on every refresh, so the token
 // given to fn may be the only valid credential left: store all of it.
@@ -54,6 +56,9 @@ func defaultOptions() options {
 // (one goroutine per source configuration, or per [Accounts], runs while
 // any save is owed), and again with each newer token; the first success
 // clears the error. fn itself sees every failure first: log or alert there.
+// The retries hold a source of [NewTokenSource] only as long as the
+// program does: one it lets go is collected with its unsaved token (an
+// [Accounts] keeps its own until their saves succeed, or Shutdown).
 //
 // fn's context has a deadline ([WithTimeout]); fn should honour it, since
 // the source waits for fn to return. fn must not modify the token or call

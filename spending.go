@@ -25,8 +25,11 @@ import (
 // (owed.go), calls or no calls. A replica that finds a mark neither
 // presents that refresh token nor records a refusal until successorGrace
 // has passed since it first saw that mark (by its own clock: clocks of
-// replicas may disagree): it keeps serving the token it has and reads the
-// store again until the successor arrives. Past the grace, the replica
+// replicas may disagree), or the mark is older than the grace plus
+// maxMarkSkew by its clock (so that a new process, or an account reloaded,
+// which sees an old mark for the first time, does not wait it out again):
+// it keeps serving the token it has and reads the store again until the
+// successor arrives. Past the grace, the replica
 // that held the successor is presumed gone (killed between its token
 // request and its save): the refresh token is presented again (it still
 // works if the request never reached Dropbox Sign), and a refusal then is
