@@ -33,7 +33,10 @@ const DefaultTimeout = 30 * time.Second
 // caller gets a copy of its own). A failure is shared by the calls that
 // waited for it, and not remembered. Each caller's ctx bounds its own wait;
 // the request goes on for the others ([Accounts.Login] exchanges the same
-// way).
+// way). So within that minute a replayed callback is not refused by
+// Dropbox Sign's single use of codes: check the state against the one you
+// bound to the user's browser session before calling Exchange, as always;
+// a callback replayed from another session then never reaches it.
 //
 // An error answer from the endpoint is returned as an [*oauth2.RetrieveError]
 // itself, as [oauth2.Config.Exchange] returns it, with ErrorCode and
