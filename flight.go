@@ -28,7 +28,7 @@ type flight struct {
 	done   chan struct{}   // closed once the run has published its outcome
 	st     *state          // the outcome; written before done is closed
 	ctx    context.Context // values only: of the caller that started it, for tracing
-	logins uint32          // the source's logins when the run started (see install)
+	from   *oauth2.Token   // the token the run started from: a login replaced it if the state's differs (see save)
 }
 
 // maxJoins bounds how many runs one caller waits for when each outcome is
@@ -47,7 +47,7 @@ func (s *TokenSource) launch(ctx context.Context) (f *flight, started bool) {
 		if !s.cfg.enter() {
 			return nil, false
 		}
-		f := &flight{done: make(chan struct{}), ctx: context.WithoutCancel(ctx), logins: s.logins.Load()}
+		f := &flight{done: make(chan struct{}), ctx: context.WithoutCancel(ctx)}
 		if s.flying.CompareAndSwap(nil, f) {
 			go s.fly(f)
 			return f, true

@@ -65,7 +65,6 @@ func (s *TokenSource) install(ctx context.Context, tok *oauth2.Token) error {
 	mu := s.cfg.loginLock(s.key)
 	mu.Lock()
 	defer mu.Unlock()
-	s.logins.Add(1) // a run under way from now on is overtaken: see save
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.opts.timeout)
 	defer cancel()
 	kept := slim(tok)

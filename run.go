@@ -20,6 +20,9 @@ import (
 // due for a refresh meanwhile (a caller may be waiting for one).
 func (s *TokenSource) run(ctx context.Context) *state {
 	st := s.state.Load()
+	if f := s.flying.Load(); f != nil {
+		f.from = st.tok // this goroutine's run: see onRefreshUnlessOvertaken
+	}
 	now := s.cfg.opts.now()
 	if st.saveDue(now) && !st.refreshDue(now) {
 		next := *st

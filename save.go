@@ -121,8 +121,8 @@ func (s *TokenSource) onRefreshUnlessOvertaken(ctx context.Context, tok *oauth2.
 	mu := s.cfg.loginLock(s.key)
 	mu.Lock()
 	defer mu.Unlock()
-	if f := s.flying.Load(); f != nil && f.logins != s.logins.Load() {
-		return errOvertaken
+	if f := s.flying.Load(); f != nil && s.state.Load().tok != f.from {
+		return errOvertaken // only a login replaces the token outside a run
 	}
 	return s.callOnRefresh(ctx, tok)
 }

@@ -39,7 +39,6 @@ type TokenSource struct {
 	state  atomic.Pointer[state]  // see state.go
 	flying atomic.Pointer[flight] // the run under way, if any: see flight.go
 	used   atomic.Int64           // with Accounts: when last used, in Unix seconds
-	logins atomic.Uint32          // with Accounts: logins installed, so that a run can tell it was overtaken
 }
 
 var _ oauth2.TokenSource = (*TokenSource)(nil)
