@@ -25,10 +25,10 @@ import (
 
 // A flight is one run.
 type flight struct {
-	done   chan struct{}   // closed once the run has published its outcome
-	st     *state          // the outcome; written before done is closed
-	ctx    context.Context // values only: of the caller that started it, for tracing
-	from   *oauth2.Token   // the token the run started from: a login replaced it if the state's differs (see save)
+	done chan struct{}   // closed once the run has published its outcome
+	st   *state          // the outcome; written before done is closed
+	ctx  context.Context // values only: of the caller that started it, for tracing
+	from *oauth2.Token   // the token the run started from: a login replaced it if the state's differs (see save)
 }
 
 // maxJoins bounds how many runs one caller waits for when each outcome is
