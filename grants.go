@@ -130,6 +130,9 @@ func (g *grantTable) len() int {
 // the caller's own.
 func (g *grantTable) spend(ctx context.Context, k grantKey, timeout time.Duration,
 	request func(context.Context) (*oauth2.Token, error)) (*oauth2.Token, bool, error) {
+	if ctx == nil {
+		ctx = context.Background() // Exchange(nil, …) worked before it shared requests
+	}
 	if tok := g.recall(k, grantClock()); tok != nil {
 		return copyToken(tok), false, nil
 	}

@@ -253,3 +253,15 @@ func newHostileTokenEndpoint(t *testing.T, body string) string {
 	t.Cleanup(s.Close)
 	return s.URL + "/oauth/token"
 }
+
+// Exchange with a nil context works, as it did before exchanges were
+// shared (a nil context is a caller's mistake, never a panic).
+func TestExchangeWithANilContext(t *testing.T) {
+	srv := newServer(t)
+	conf := srv.Config()
+	code := authorize(t, srv, conf, "state-nil")
+	//lint:ignore SA1012 a nil context must not panic
+	if tok, err := dropboxsign.Exchange(nil, conf, code, "state-nil"); err != nil || tok == nil {
+		t.Errorf("%v, %v", tok, err)
+	}
+}
