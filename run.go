@@ -150,12 +150,15 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 	case stored == nil:
 		// Nothing stored any more (the store lost its data): ours seeds it.
 		return s.refreshFrom(runCtx, st, st.tok, nil, now)
-	case mark != 0 && mark != st.tr.ownMark && awaitSuccessor(st, mark, now) != nil:
-		// Another replica presented this refresh token and has not stored
-		// what it got: presenting it again would be refused, and the
-		// refusal is not the account's. Keep serving, and read again.
-		return awaitSuccessor(st, mark, now)
 	default:
+		if mark != 0 && mark != st.tr.ownMark {
+			// Another replica presented this refresh token and has not
+			// stored what it got: presenting it again would be refused, and
+			// the refusal is not the account's. Keep serving, and read again.
+			if next := awaitSuccessor(st, mark, now); next != nil {
+				return next
+			}
+		}
 		return s.spend(runCtx, st, stored, now)
 	}
 	if err := s.storeOver(ctx, st, stored); errors.Is(err, errOvertaken) {
