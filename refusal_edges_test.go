@@ -3,7 +3,6 @@ package dropboxsign_test
 import (
 	"context"
 	"errors"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,22 +20,8 @@ import (
 // its refusal is Temporary, and stays so while the up-to-date replica may
 // still store its token (the grace), not only for the first second.
 func TestALostDataRefusalStaysTemporaryForTheGrace(t *testing.T) {
-	srv := newServer(t)
-	fs := newFileStore(t)
+	srv, _, clk, _, b := lostDataBehind(t)
 	ctx := testContext(t)
-	clk := newClock()
-	fs.Save(ctx, "acct", nil, srv.IssueToken())
-	a := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"))
-	b := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"), dropboxsign.WithClock(clk.Now),
-		dropboxsign.AsAnotherProcess()) // a replica: in this process, a's spending would be b's
-	ta, _ := a.TokenContext(ctx)
-	tb, _ := b.TokenContext(ctx)
-	a.Invalidate(ta)
-	if _, err := a.TokenContext(ctx); err != nil { // a refreshes: b's refresh token is spent
-		t.Fatal(err)
-	}
-	os.Remove(fs.Path("acct")) // the store loses its data
-	b.Invalidate(tb)
 	for elapsed := time.Duration(0); elapsed < 100*time.Second; elapsed += 10 * time.Second {
 		if _, err := b.TokenContext(ctx); dropboxsign.Classify(err) != dropboxsign.Temporary {
 			t.Fatalf("%v after the refusal: %v (%v); want temporary", elapsed, err, dropboxsign.Classify(err))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/dropboxsigntest"
 	"golang.org/x/oauth2"
 )
 
@@ -111,23 +112,31 @@ func TestRejectedUnsavedTokenIsNotReplacedByTheOlderStoredOne(t *testing.T) {
 // a refresh token another replica spent: no client can tell. The refusal is
 // reported as Temporary, not as "re-authorize", and once the up-to-date
 // replica stores its token, the one behind adopts it.
-func TestReplicaBehindRecoversAfterTheStoreLostItsData(t *testing.T) {
-	srv := newServer(t)
-	fs := newFileStore(t)
-	ctx := testContext(t)
-	clk := newClock()
+// lostDataBehind sets up two replicas (each a process of its own) on a
+// FileStore: a rotates the token, then the store loses its data, and b,
+// whose token is the one a spent, has its token refused by the API (a 401):
+// b's next call must refresh with a refresh token a has spent.
+func lostDataBehind(t *testing.T) (srv *dropboxsigntest.Server, fs *dropboxsign.FileStore, clk *clock, a, b *dropboxsign.TokenSource) {
+	t.Helper()
+	srv, fs, ctx, clk := newServer(t), newFileStore(t), testContext(t), newClock()
 	fs.Save(ctx, "acct", nil, srv.IssueToken())
-	a := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"))
-	b := dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"), dropboxsign.WithClock(clk.Now),
+	a = dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"))
+	b = dropboxsign.NewTokenSource(ctx, srv.Config(), nil, dropboxsign.WithStore(fs, "acct"), dropboxsign.WithClock(clk.Now),
 		dropboxsign.AsAnotherProcess()) // a replica: in this process, a's spending would be b's
 	ta, _ := a.TokenContext(ctx)
 	tb, _ := b.TokenContext(ctx)
 	a.Invalidate(ta)
-	if _, err := a.TokenContext(ctx); err != nil { // A rotates; the store holds A's new token
+	if _, err := a.TokenContext(ctx); err != nil { // a rotates; the store holds a's new token
 		t.Fatal(err)
 	}
 	os.Remove(fs.Path("acct")) // data loss
 	b.Invalidate(tb)
+	return srv, fs, clk, a, b
+}
+
+func TestReplicaBehindRecoversAfterTheStoreLostItsData(t *testing.T) {
+	srv, fs, clk, a, b := lostDataBehind(t)
+	ctx := testContext(t)
 	_, err := b.TokenContext(ctx)
 	if c := dropboxsign.Classify(err); c != dropboxsign.Temporary {
 		t.Fatalf("B's refusal: %v classed %v; want Temporary", err, c)
