@@ -86,9 +86,9 @@ func (s *TokenSource) storeLock(ctx context.Context) (func(), error) {
 	return unlock, err
 }
 
-func (s *TokenSource) storeReplace(ctx context.Context, r Replacer, t *oauth2.Token) error {
+func (s *TokenSource) storeReplace(ctx context.Context, t *oauth2.Token) error {
 	_, err := callOut(ctx, "Store.Replace", func() (struct{}, error) {
-		return struct{}{}, r.Replace(ctx, s.key, t)
+		return struct{}{}, s.cfg.opts.store.Replace(ctx, s.key, t)
 	}, nil)
 	return err
 }

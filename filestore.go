@@ -47,7 +47,7 @@ import (
 // after NewFileStore, or made writable by others, is an error on every call
 // from then on: open a new store (restart) to use the new one.
 //
-// FileStore is a [Lister] and a [Replacer].
+// FileStore is a [Lister] and a [Watcher].
 type FileStore struct {
 	dir    string      // the real directory, symlinks resolved
 	info   os.FileInfo // its identity when opened
@@ -55,8 +55,8 @@ type FileStore struct {
 }
 
 var (
-	_ Lister   = (*FileStore)(nil)
-	_ Replacer = (*FileStore)(nil)
+	_ Lister  = (*FileStore)(nil)
+	_ Watcher = (*FileStore)(nil)
 )
 
 // A FileStoreOption configures a [FileStore].

@@ -9,8 +9,8 @@ import (
 
 // Login completes an authorization for account: it exchanges code and
 // state (see [Exchange]) and stores the token under account's key,
-// replacing whatever is stored there (a re-login, or a refused grant; a
-// record the store cannot read too, if the store is a [Replacer]). It
+// replacing whatever is stored there (a re-login, a refused or
+// disconnected grant, or a record the store cannot read). It
 // returns the token, as Exchange does. An account key no account may have
 // (see [Accounts.TokenSource]) is refused before the code is spent.
 //
@@ -95,33 +95,12 @@ func (s *TokenSource) install(ctx context.Context, tok *oauth2.Token) error {
 }
 
 // writeOver stores tok, a new login's, over whatever the store holds under
-// the source's key: the previous grant's token, which other replicas may be
-// refreshing meanwhile (so it compares and swaps, reading again after each
-// conflict), a refusal mark, or, with a [Replacer], a record the store
-// cannot read (corrupt, or sealed with a key rotated out), which a new
-// login repairs. A store that already holds tok (an earlier attempt wrote
-// it, then failed) is done.
+// the source's key (see [Store.Replace]): the previous grant's token, which
+// other replicas may be refreshing meanwhile (their saves then conflict), a
+// refusal or disconnection mark, or a record the store cannot read, which a
+// new login repairs.
 func (s *TokenSource) writeOver(ctx context.Context, tok *oauth2.Token) error {
-	var err error
-	for range maxInstallRounds {
-		var cur *oauth2.Token
-		if cur, _, err = s.load(ctx); err != nil {
-			if r, ok := s.cfg.opts.store.(Replacer); ok {
-				if rerr := s.storeReplace(ctx, r, tok); rerr != nil {
-					return errors.Join(err, rerr)
-				}
-				return nil
-			}
-			return err
-		}
-		if cur != nil && sameToken(cur, tok) && cur.RefreshToken == tok.RefreshToken {
-			return nil
-		}
-		if err = s.storeSave(ctx, cur, tok); !errors.Is(err, ErrConflict) {
-			return err
-		}
-	}
-	return err
+	return s.storeReplace(ctx, tok)
 }
 
 // writeLogin retries the save of tok, a login's token whose save failed:
@@ -143,6 +122,3 @@ func (s *TokenSource) writeLogin(ctx context.Context, tok *oauth2.Token) error {
 // outcome is not published (see publish).
 var errOvertaken = errors.New("dropboxsign: overtaken by a login")
 
-// maxInstallRounds bounds how often a login tries again when the stored
-// token keeps changing under it (replicas refreshing the old grant).
-const maxInstallRounds = 8

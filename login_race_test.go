@@ -84,7 +84,7 @@ func (h *hookedStore) Replace(ctx context.Context, key string, t *oauth2.Token) 
 	if err := h.hook("replace", nil, t); err != nil {
 		return err
 	}
-	return h.Store.(dropboxsign.Replacer).Replace(ctx, key, t)
+	return h.Store.Replace(ctx, key, t)
 }
 
 // A login that lands while a refresh of the account's old grant is under

@@ -22,7 +22,8 @@ type options struct {
 	store     Store
 	storeKey  string
 
-	maxAccounts int // Accounts only
+	maxAccounts int           // Accounts only
+	watchPoll   time.Duration // Accounts only
 	observers   []Observer
 
 	// Seams for tests (see export_test.go).
@@ -33,7 +34,7 @@ type options struct {
 }
 
 func defaultOptions() options {
-	return options{window: DefaultExpiryWindow, timeout: DefaultTimeout, now: time.Now, maxAccounts: DefaultMaxAccounts}
+	return options{window: DefaultExpiryWindow, timeout: DefaultTimeout, now: time.Now, maxAccounts: DefaultMaxAccounts, watchPoll: DefaultWatchPoll}
 }
 
 // WithOnRefresh registers fn to persist each new token. The source calls fn

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dropboxsign-go/dropboxsign"
 	"golang.org/x/oauth2"
@@ -83,7 +84,15 @@ func (b *blobStore) MarkRefused(context.Context, string, *oauth2.Token) error {
 	return dropboxsign.ErrConflict
 }
 
-var _ dropboxsign.Replacer = (*blobStore)(nil)
+func (b *blobStore) Disconnect(context.Context, string) error {
+	return errors.New("blobStore: no disconnection marks")
+}
+
+func (b *blobStore) Forget(context.Context, string, time.Time) error {
+	return errors.New("blobStore: no disconnection marks")
+}
+
+var _ dropboxsign.Store = (*blobStore)(nil)
 
 // A token in plain JSON in a store whose Sealer has keys (planted, or from
 // before encryption) is used, reported once per account's source (an

@@ -31,20 +31,24 @@ var ErrConflict = errors.New("dropboxsign: the stored token changed meanwhile")
 // (docs/replicas.md says what happens otherwise). When Dropbox Sign refuses
 // an account's grant for good, the source marks the account in the store,
 // so that every replica learns it at its next read of the store, without a
-// token request of its own.
+// token request of its own. When the app disconnects an account
+// ([Accounts.Disconnect]), the store replaces whatever it holds with a
+// disconnection mark, which no replica's save can undo: only a new login
+// (Replace) can.
+//
+// A key thus holds nothing, a token, a refusal mark or a disconnection
+// mark. Marks hold the key and a time, never token material.
 //
 // Implementations must be safe for concurrent use by many goroutines and
 // processes, and should honour ctx (a call that overstays its deadline is
 // abandoned). [FileStore] is one for a single machine; the redisstore and
 // pgstore modules have ones for many. Package internal/storetest of this
-// repository checks the contract, for stores written elsewhere too.
-//
-// Stores written for an earlier version of this package, without
-// MarkRefused, need that method added; the other three keep their contract,
-// but for a key marked refused (see MarkRefused).
+// repository checks the contract, for stores written elsewhere too;
+// docs/stores.md says what each method must do and why.
 type Store interface {
 	// Load returns the token stored under key; ErrNotFound if there is
-	// none; a *RefusedError if the key holds a refusal mark. The token
+	// none; a *RefusedError if the key holds a refusal mark; a
+	// *DisconnectedError if it holds a disconnection mark. The token
 	// must be the whole of what the last Save stored (AccessToken,
 	// TokenType, RefreshToken, Expiry, ExpiresIn), as of one moment:
 	// never half of one save and half of another.
@@ -52,15 +56,23 @@ type Store interface {
 
 	// Save stores t under key if the token stored there is still prev:
 	// the same AccessToken and RefreshToken, or, when prev is nil,
-	// nothing or a refusal mark (a new login replaces a refusal).
-	// Otherwise it stores nothing and returns ErrConflict. The comparison
-	// and the write must be atomic with respect to every other Save and
-	// MarkRefused of the key. When Save returns nil, a Load from any
-	// process returns t (or a later token), and t is as durable as the
-	// store is configured to make it (FileStore: fsync'd; Redis: see its
+	// nothing or a refusal mark. Otherwise (a disconnection mark above
+	// all, whatever prev) it stores nothing and returns ErrConflict. The
+	// comparison and the write must be atomic with respect to every other
+	// write of the key. When Save returns nil, a Load from any process
+	// returns t (or a later token), and t is as durable as the store is
+	// configured to make it (FileStore: fsync'd; Redis: see its
 	// appendonly and appendfsync settings). An error other than
 	// ErrConflict (a timeout, say) may come after the write happened.
 	Save(ctx context.Context, key string, prev, t *oauth2.Token) error
+
+	// Replace stores t, a new login's token, under key, replacing
+	// anything there without comparing: a token, a refusal or
+	// disconnection mark, or a record the store cannot read (corrupt, or
+	// sealed with an encryption key since rotated out), which a new login
+	// thus repairs. It then tells the store's watchers, if it is a
+	// [Watcher], that key changed. Durability is as for Save.
+	Replace(ctx context.Context, key string, t *oauth2.Token) error
 
 	// Lock takes key's refresh lock, waiting until it is free or ctx ends
 	// (then it returns ctx's error). While the lock is held no other
@@ -81,22 +93,30 @@ type Store interface {
 	// or if nothing or a mark is stored, it changes nothing and returns
 	// ErrConflict. The comparison and the write are atomic as for Save.
 	// From then on Load returns a *RefusedError for key, until a Save
-	// with prev nil (a new login) replaces the mark.
+	// with prev nil, or a Replace, replaces the mark.
 	MarkRefused(ctx context.Context, key string, refused *oauth2.Token) error
-}
 
-// A Replacer is a Store that can write a token over whatever a key holds,
-// without comparing: even a record it cannot read (corrupt, or sealed with
-// an encryption key since rotated out). [Accounts.Login] uses it when the
-// stored record cannot be read, so that a new login repairs the account
-// instead of failing to save. FileStore, the in-memory store of package
-// dropboxsigntest and the stores of the redisstore and pgstore modules are
-// Replacers; without one, such a login's save fails (a [*SaveError]).
-type Replacer interface {
-	Store
-	// Replace stores t under key, replacing anything there, refusal mark
-	// included.
-	Replace(ctx context.Context, key string, t *oauth2.Token) error
+	// Disconnect replaces whatever key holds (a token, a refusal mark, a
+	// record the store cannot read, or nothing) with a disconnection
+	// mark, recording when (the store's clock); if key holds one already,
+	// it keeps it as it is. It holds no token material: nothing of the
+	// grant is left in the store. The write is atomic as for Save and as
+	// durable, and then the store tells its watchers, if it is a
+	// [Watcher], that key changed; only then does Disconnect return nil.
+	// From then on Load returns a *DisconnectedError for key, and Save
+	// and MarkRefused return ErrConflict, whatever they compare with, so
+	// that no replica writes the grant back, until Replace (a new login)
+	// writes a token or Forget erases the mark.
+	Disconnect(ctx context.Context, key string) error
+
+	// Forget erases key's disconnection mark, leaving nothing under key,
+	// if the mark was recorded before the time given (compared with the
+	// store's clock); it returns nil if key holds nothing, and
+	// ErrConflict, changing nothing, if it holds anything else (a token, a
+	// refusal mark, a later disconnection mark). The comparison and the
+	// write are atomic as for Save. [Accounts.Forget] says when erasing a
+	// mark is safe.
+	Forget(ctx context.Context, key string, before time.Time) error
 }
 
 // A Lister is a Store that can list what it holds: for operators, and for
@@ -105,7 +125,7 @@ type Replacer interface {
 type Lister interface {
 	Store
 
-	// Keys yields every key that holds a token or a refusal mark, in no
+	// Keys yields every key that holds a token or a mark, in no
 	// particular order, each once; an error ends the sequence. A key
 	// written or removed while the listing runs may or may not be
 	// yielded. Something the store finds where it keeps its records but
@@ -119,6 +139,11 @@ type Lister interface {
 	// mark, in no particular order, each once; an error ends the
 	// sequence. It skips what Keys skips.
 	Refused(ctx context.Context) iter.Seq2[*RefusedError, error]
+
+	// Disconnected yields a *DisconnectedError for every key that holds
+	// a disconnection mark, in no particular order, each once; an error
+	// ends the sequence. It skips what Keys skips.
+	Disconnected(ctx context.Context) iter.Seq2[*DisconnectedError, error]
 }
 
 // A RefusedError reports that Dropbox Sign refused an account's grant for

@@ -11,36 +11,41 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Store is a dropboxsign.Store (and Lister and Replacer) in memory, for tests: the
-// sources and Accounts of one process share it as replicas share a real
-// store, with compare-and-swap saves, refusal marks and a lock per key. It
+// Store is a dropboxsign.Store (and Lister and Watcher) in memory, for
+// tests: the sources and Accounts of one process share it as replicas share
+// a real store, with compare-and-swap saves, refusal and disconnection
+// marks, a lock per key, and changes pushed to its watchers at once. It
 // counts the calls made to it. Create it with [NewStore]; it is safe for
 // concurrent use.
 type Store struct {
-	mu      sync.Mutex
-	entries map[string]storeEntry
-	locks   map[string]chan struct{}
-	stats   StoreStats
+	mu       sync.Mutex
+	entries  map[string]storeEntry
+	locks    map[string]chan struct{}
+	stats    StoreStats
+	watchers map[*storeWatcher]struct{}
+	muted    bool // SetPush(false): changes reach watchers only at their polls
+	changes  []string
 }
 
 type storeEntry struct {
-	tok       *oauth2.Token // nil for a refusal mark
-	refusedAt time.Time
+	tok          *oauth2.Token // nil for a mark
+	refusedAt    time.Time
+	disconnected bool // a disconnection mark, recorded at refusedAt
 }
 
 // StoreStats counts the calls made to a [Store].
 type StoreStats struct {
-	Loads, Saves, Locks, Marks int
+	Loads, Saves, Locks, Marks, Disconnects int
 }
 
 var (
-	_ dropboxsign.Lister   = (*Store)(nil)
-	_ dropboxsign.Replacer = (*Store)(nil)
+	_ dropboxsign.Lister  = (*Store)(nil)
+	_ dropboxsign.Watcher = (*Store)(nil)
 )
 
 // NewStore returns an empty Store.
 func NewStore() *Store {
-	return &Store{entries: map[string]storeEntry{}, locks: map[string]chan struct{}{}}
+	return &Store{entries: map[string]storeEntry{}, locks: map[string]chan struct{}{}, watchers: map[*storeWatcher]struct{}{}}
 }
 
 // Stats returns the counts so far.
@@ -63,15 +68,21 @@ func (s *Store) Load(_ context.Context, key string) (*oauth2.Token, error) {
 	switch {
 	case !ok:
 		return nil, dropboxsign.ErrNotFound
+	case e.disconnected:
+		return nil, &dropboxsign.DisconnectedError{Key: key, Since: e.refusedAt}
 	case e.tok == nil:
 		return nil, &dropboxsign.RefusedError{Key: key, Since: e.refusedAt}
 	}
 	return copyToken(e.tok), nil
 }
 
-// matches reports whether key holds prev (nil: nothing, or a refusal mark).
+// matches reports whether key holds prev (nil: nothing, or a refusal
+// mark). A disconnection mark matches nothing.
 func (s *Store) matches(key string, prev *oauth2.Token) bool {
 	e := s.entries[key]
+	if e.disconnected {
+		return false
+	}
 	if prev == nil || e.tok == nil {
 		return prev == nil && e.tok == nil
 	}
@@ -94,8 +105,8 @@ func (s *Store) Save(_ context.Context, key string, prev, t *oauth2.Token) error
 	return nil
 }
 
-// Replace stores t under key, replacing anything there (see
-// dropboxsign.Replacer).
+// Replace stores t under key, replacing anything there, and tells the
+// watchers (see dropboxsign.Store).
 func (s *Store) Replace(_ context.Context, key string, t *oauth2.Token) error {
 	if t == nil {
 		return errors.New("dropboxsigntest: Store.Replace: nil token")
@@ -104,6 +115,36 @@ func (s *Store) Replace(_ context.Context, key string, t *oauth2.Token) error {
 	defer s.mu.Unlock()
 	s.stats.Saves++
 	s.entries[key] = storeEntry{tok: copyToken(t)}
+	s.changed(key)
+	return nil
+}
+
+// Disconnect replaces whatever key holds with a disconnection mark, and
+// tells the watchers (see dropboxsign.Store).
+func (s *Store) Disconnect(_ context.Context, key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.Disconnects++
+	if e, ok := s.entries[key]; !ok || !e.disconnected {
+		s.entries[key] = storeEntry{refusedAt: time.Now(), disconnected: true}
+	}
+	s.changed(key)
+	return nil
+}
+
+// Forget erases key's disconnection mark if it was recorded before before
+// (see dropboxsign.Store).
+func (s *Store) Forget(_ context.Context, key string, before time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[key]
+	switch {
+	case !ok:
+		return nil
+	case !e.disconnected || !e.refusedAt.Before(before):
+		return dropboxsign.ErrConflict
+	}
+	delete(s.entries, key)
 	return nil
 }
 
@@ -156,7 +197,7 @@ func (s *Store) Keys(context.Context) iter.Seq2[string, error] {
 func (s *Store) Refused(context.Context) iter.Seq2[*dropboxsign.RefusedError, error] {
 	return func(yield func(*dropboxsign.RefusedError, error) bool) {
 		for key, e := range s.snapshot() {
-			if e.tok == nil && !yield(&dropboxsign.RefusedError{Key: key, Since: e.refusedAt}, nil) {
+			if e.tok == nil && !e.disconnected && !yield(&dropboxsign.RefusedError{Key: key, Since: e.refusedAt}, nil) {
 				return
 			}
 		}
@@ -171,4 +212,96 @@ func (s *Store) snapshot() map[string]storeEntry {
 		out[k] = e
 	}
 	return out
+}
+
+// Disconnected yields a *dropboxsign.DisconnectedError for each key that
+// holds a disconnection mark.
+func (s *Store) Disconnected(context.Context) iter.Seq2[*dropboxsign.DisconnectedError, error] {
+	return func(yield func(*dropboxsign.DisconnectedError, error) bool) {
+		for key, e := range s.snapshot() {
+			if e.disconnected && !yield(&dropboxsign.DisconnectedError{Key: key, Since: e.refusedAt}, nil) {
+				return
+			}
+		}
+	}
+}
+
+// storeWatcher is one Watch call's queue of changes.
+type storeWatcher struct {
+	wake chan struct{} // one pending wake-up at most
+	mu   sync.Mutex
+	keys []string
+}
+
+// changed tells the watchers that key changed: at once, unless SetPush
+// muted the push, in which case they learn it at their next poll. s.mu is
+// held.
+func (s *Store) changed(key string) {
+	s.changes = append(s.changes, key)
+	if s.muted {
+		return
+	}
+	for w := range s.watchers {
+		w.push(key)
+	}
+}
+
+func (w *storeWatcher) push(key string) {
+	w.mu.Lock()
+	w.keys = append(w.keys, key)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// SetPush turns the push of changes to watchers off (false) and on again,
+// as a test cuts a real store's push channel: while it is off, watchers
+// learn of changes only at their polls.
+func (s *Store) SetPush(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.muted = !on
+}
+
+// Watch reports the keys that Disconnect and Replace change, until ctx
+// ends (see dropboxsign.Watcher): at once, or, with the push off (see
+// SetPush), at the next poll.
+func (s *Store) Watch(ctx context.Context, poll time.Duration, report func(dropboxsign.Change)) {
+	w := &storeWatcher{wake: make(chan struct{}, 1)}
+	s.mu.Lock()
+	s.watchers[w] = struct{}{}
+	seen := len(s.changes)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.watchers, w)
+		s.mu.Unlock()
+	}()
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+			w.mu.Lock()
+			keys := w.keys
+			w.keys = nil
+			w.mu.Unlock()
+			for _, k := range keys {
+				report(dropboxsign.Change{Key: k})
+			}
+		case <-t.C:
+			// The log: what a muted push did not bring.
+			s.mu.Lock()
+			missed := append([]string(nil), s.changes[seen:]...)
+			seen = len(s.changes)
+			s.mu.Unlock()
+			for _, k := range missed {
+				report(dropboxsign.Change{Key: k})
+			}
+		}
+	}
 }
