@@ -51,6 +51,9 @@ type Accounts struct {
 	evict  sync.Mutex   // one eviction at a time
 	// exiting serializes Shutdowns' last saves.
 	exiting sync.Mutex
+	// stopWatch ends the watch of the store's changes (see
+	// accounts_watch.go); nil if the store is no Watcher.
+	stopWatch context.CancelFunc
 }
 
 const accountShards = 64
@@ -136,6 +139,9 @@ func NewAccounts(ctx context.Context, c *oauth2.Config, store Store, opts ...Opt
 	for i := range a.shards {
 		a.shards[i].held = map[string]*TokenSource{}
 		a.shards[i].gone = map[string]weak.Pointer[TokenSource]{}
+	}
+	if store != nil {
+		a.watch()
 	}
 	return a
 }
@@ -361,6 +367,9 @@ type AccountsStats struct {
 	// be refused: they await a new authorization. Accounts.Refused lists
 	// every one the store holds.
 	Refused int
+	// Disconnected counts the held accounts this process knows the app
+	// disconnected. Accounts.Disconnected lists every one the store holds.
+	Disconnected int
 	// DroppedEvents counts the events observers did not get because they
 	// had fallen more than 4096 behind.
 	DroppedEvents int64
@@ -379,8 +388,11 @@ func (a *Accounts) Stats() AccountsStats {
 		sh.mu.RLock()
 		for _, s := range sh.held {
 			var refused *RefusedError
-			if errors.As(s.state.Load().tr.err, &refused) {
+			err := s.state.Load().tr.err
+			if errors.As(err, &refused) {
 				st.Refused++
+			} else if errors.Is(err, ErrDisconnected) {
+				st.Disconnected++
 			}
 		}
 		sh.mu.RUnlock()
@@ -405,6 +417,9 @@ func (a *Accounts) Stats() AccountsStats {
 //	srv.Shutdown(ctx)      // http.Server: no new requests, wait for those in flight
 //	accounts.Shutdown(ctx) // then: no new refreshes, wait for those in flight
 func (a *Accounts) Shutdown(ctx context.Context) error {
+	if a.stopWatch != nil {
+		a.stopWatch()
+	}
 	if err := a.cfg.shutdown(ctx); err != nil {
 		return err
 	}

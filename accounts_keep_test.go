@@ -45,6 +45,13 @@ func (h *healingStore) Save(ctx context.Context, key string, prev, t *oauth2.Tok
 	return h.Store.Save(ctx, key, prev, t)
 }
 
+func (h *healingStore) Replace(ctx context.Context, key string, t *oauth2.Token) error {
+	if h.down() {
+		return errors.New("store unavailable")
+	}
+	return h.Store.Replace(ctx, key, t)
+}
+
 // collect runs the garbage collector until let-go sources nobody holds are
 // gone (weak pointers cleared, cleanups run).
 func collect() {

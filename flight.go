@@ -29,6 +29,14 @@ type flight struct {
 	st   *state          // the outcome; written before done is closed
 	ctx  context.Context // values only: of the caller that started it, for tracing
 	from *oauth2.Token   // the token the run started from: a login replaced it if the state's differs (see save)
+	start *state         // the state the run started from: a disconnection cut it if the state is another cut one
+}
+
+// overtaken reports whether, since run f began, a login replaced the
+// source's token or a disconnection cut the account: nothing of f may be
+// published or handed to the WithOnRefresh function then.
+func (f *flight) overtaken(cur *state) bool {
+	return cur.tok != f.from || cur.cut && cur != f.start
 }
 
 // maxJoins bounds how many runs one caller waits for when each outcome is
@@ -132,9 +140,8 @@ func (st *state) backingOff(now time.Time) error {
 	if t.err == nil || !now.Before(t.retryAt) {
 		return nil
 	}
-	var refused *RefusedError
-	if errors.As(t.err, &refused) {
-		return t.err
+	if Classify(t.err) == Reauthorize {
+		return t.err // no retry brings it back: only the user can
 	}
 	return &backoffError{err: t.err, retry: t.retryAt.Sub(now)}
 }

@@ -111,6 +111,10 @@ func logLine(e Event) (slog.Level, string) {
 		return slog.LevelWarn, "dropboxsign: account must be authorized again: its grant was refused"
 	case EventLogin:
 		return slog.LevelInfo, "dropboxsign: account connected"
+	case EventDisconnected:
+		return slog.LevelInfo, "dropboxsign: account disconnected by the app; its tokens are forgotten"
+	case EventWatchFailed:
+		return slog.LevelWarn, "dropboxsign: watch of the store's changes failed; disconnections and logins elsewhere are learnt late, by polling"
 	case EventPlaintextToken:
 		return slog.LevelWarn, "dropboxsign: token stored in plain JSON though the store seals tokens; sealed at its next save (planted? see Sealer.RefusePlaintext)"
 	}

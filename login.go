@@ -3,6 +3,7 @@ package dropboxsign
 import (
 	"context"
 	"errors"
+	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -81,7 +82,7 @@ func (s *TokenSource) install(ctx context.Context, tok *oauth2.Token) error {
 		next.stored = nil // unknown: the next save replaces whatever is there
 		t := next.edit()
 		t.saveErr = &SaveError{Err: err, text: "dropboxsign: new token not saved: " + r.textN(err.Error(), 4*maxTextRunes)}
-		t.saveFailures, t.saveRetryAt, t.replace = 1, s.cfg.opts.now().Add(backoff(1)), true
+		t.saveFailures, t.saveRetryAt, t.replace, t.loggedIn = 1, s.cfg.opts.now().Add(backoff(1)), true, s.cfg.opts.now()
 		err = t.saveErr
 	}
 	s.state.Store(next)
@@ -106,13 +107,22 @@ func (s *TokenSource) writeOver(ctx context.Context, tok *oauth2.Token) error {
 // writeLogin retries the save of tok, a login's token whose save failed:
 // over whatever the store holds, unless a later login in this process has
 // replaced tok meanwhile (its own save then speaks for the account; this
-// one does nothing, and the run that called it publishes nothing).
-func (s *TokenSource) writeLogin(ctx context.Context, tok *oauth2.Token) error {
+// one does nothing, and the run that called it publishes nothing), or the
+// app disconnected the account after the login, or may have (the clocks
+// may disagree by maxMarkSkew): then it returns the *DisconnectedError,
+// and the login is dropped.
+func (s *TokenSource) writeLogin(ctx context.Context, tok *oauth2.Token, loggedIn time.Time) error {
 	mu := s.cfg.loginLock(s.key)
 	mu.Lock()
 	defer mu.Unlock()
-	if s.state.Load().tok != tok {
+	if st := s.state.Load(); st.tok != tok || st.cut {
 		return errOvertaken
+	}
+	// A record that cannot be read is no disconnection mark: the login
+	// repairs it (see writeOver).
+	_, mark, _ := s.load(ctx)
+	if d, ok := mark.(*DisconnectedError); ok && (d.Since.IsZero() || !loggedIn.After(d.Since.Add(maxMarkSkew))) {
+		return d
 	}
 	return s.writeOver(ctx, tok)
 }

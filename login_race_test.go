@@ -328,7 +328,7 @@ func TestALoginRetryNeverLandsOverALaterLogin(t *testing.T) {
 	retrying, secondDone := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	p.here.set(func(op string, prev, tok *oauth2.Token) error {
-		if op == "save" && tok != nil && tok.AccessToken == first.AccessToken {
+		if op == "replace" && tok != nil && tok.AccessToken == first.AccessToken {
 			held := false
 			once.Do(func() { held = true })
 			if held {

@@ -83,13 +83,24 @@ const (
 	// once per account's source (see [Sealer]); none comes once the Sealer
 	// refuses plaintext ([Sealer.RefusePlaintext]): the load fails instead.
 	EventPlaintextToken
+	// EventDisconnected is an account the app disconnected: Op is
+	// "disconnect" from the process whose [Accounts.Disconnect] did it,
+	// "" from a replica that learnt it from the store. Err is the
+	// *DisconnectedError. Not a refusal by Dropbox Sign (EventRefused).
+	EventDisconnected
+	// EventWatchFailed is a failure of the watch of the store's changes
+	// (see [Watcher]): until it recovers, this replica learns of
+	// disconnections and logins elsewhere late (within the watch's poll
+	// while the store can be read). Account is empty.
+	EventWatchFailed
 )
 
-var eventKindNames = [...]string{"", "token_request", "adopted", "store_failed", "save_failed", "saved", "invalidated", "refused", "login", "plaintext_token"}
+var eventKindNames = [...]string{"", "token_request", "adopted", "store_failed", "save_failed", "saved", "invalidated", "refused", "login", "plaintext_token", "disconnected", "watch_failed"}
 
 // String returns the kind's name, as used in logs and metrics:
 // "token_request", "adopted", "store_failed", "save_failed", "saved",
-// "invalidated", "refused", "login" or "plaintext_token".
+// "invalidated", "refused", "login", "plaintext_token", "disconnected" or
+// "watch_failed".
 func (k EventKind) String() string {
 	if k > 0 && int(k) < len(eventKindNames) {
 		return eventKindNames[k]
@@ -192,13 +203,18 @@ func observe(o Observer, ctx context.Context, e Event) {
 
 // emit reports e for the source, if anyone listens.
 func (s *TokenSource) emit(ctx context.Context, e Event) {
-	q := s.cfg.events
+	s.cfg.emit(ctx, s.key, e)
+}
+
+// emit reports e, about account (or about none: ""), to the observers.
+func (cfg *sourceConfig) emit(ctx context.Context, account string, e Event) {
+	q := cfg.events
 	if q == nil {
 		return
 	}
-	e.Account = s.key
+	e.Account = account
 	if e.Time.IsZero() {
-		e.Time = s.cfg.opts.now()
+		e.Time = cfg.opts.now()
 	}
 	if e.Err != nil && e.Class == NotAnError {
 		e.Class = Classify(e.Err)

@@ -39,7 +39,7 @@ func TestAnOvertakenLoginRetryCallsNothing(t *testing.T) {
 	conf := srv.Config()
 	var failSaves atomic.Bool
 	store.set(func(op string, prev, tok *oauth2.Token) error {
-		if op == "save" && failSaves.Load() {
+		if (op == "save" || op == "replace") && failSaves.Load() {
 			return errors.New("store down")
 		}
 		return nil

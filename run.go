@@ -21,7 +21,7 @@ import (
 func (s *TokenSource) run(ctx context.Context) *state {
 	st := s.state.Load()
 	if f := s.flying.Load(); f != nil {
-		f.from = st.tok // this goroutine's run: see onRefreshUnlessOvertaken
+		f.from, f.start = st.tok, st // this goroutine's run: see onRefreshUnlessOvertaken
 	}
 	now := s.cfg.opts.now()
 	if st.saveDue(now) && !st.refreshDue(now) {
@@ -39,27 +39,39 @@ func (s *TokenSource) run(ctx context.Context) *state {
 }
 
 // reportRefusal emits EventRefused when a run has just learnt that the
-// account's grant is gone: once per refusal, not at every re-read.
+// account's grant is gone (EventDisconnected when the app disconnected
+// it): once per refusal, not at every re-read.
 func (s *TokenSource) reportRefusal(ctx context.Context, prev, next *state) {
 	var was, is *RefusedError
 	if errors.As(next.tr.err, &is) && !errors.As(prev.tr.err, &was) {
 		s.emit(ctx, Event{Kind: EventRefused, Err: next.tr.err, Failures: next.tr.failures, RetryAt: next.tr.retryAt})
 	}
+	if errors.Is(next.tr.err, ErrDisconnected) && !errors.Is(prev.tr.err, ErrDisconnected) {
+		s.emit(ctx, Event{Kind: EventDisconnected, Err: next.tr.err})
+	}
 }
 
 // publish makes next, which a run made from the state from, the current
-// state. If the state moved on meanwhile, Invalidate or a login did it. A
-// login's token wins: the run worked from the grant the login replaced.
-// Invalidate's mark, and the backoff of a streak of refused tokens, carry
-// over when next still holds the token it marked.
+// state. If the state moved on meanwhile, Invalidate, a login, a
+// disconnection or a change the store reported did it. A login's token
+// wins (the run worked from the grant the login replaced), and so does a
+// disconnection. Invalidate's mark, and the backoff of a streak of refused
+// tokens, carry over when next still holds the token it marked; a change
+// the store reported carries over whatever the run did (the run may have
+// read the store before the change).
 func (s *TokenSource) publish(from, next *state) *state {
 	if next.tr != healthy && next.tr.clear() {
 		next.tr = healthy // the hot path again, after a save that succeeded at last
 	}
 	for {
 		cur := s.state.Load()
-		if cur != from && cur.tok != from.tok {
-			return cur // only a login replaces the token outside a run
+		if cur != from && (cur.tok != from.tok || cur.cut) {
+			return cur // only a login or a disconnection replaces the token outside a run
+		}
+		if cur != from && cur.recheck && !next.recheck {
+			n := *next
+			n.recheck = true
+			next = &n
 		}
 		if cur.rejected && sameToken(cur.tok, next.tok) && !next.rejected {
 			next.rejected = true
@@ -110,7 +122,7 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 	if err != nil {
 		return failed("load", err, st.tok)
 	}
-	if refusal != nil && !st.holdsNewer(nil) {
+	if refusal != nil && !st.overrides(refusal) {
 		return st.refused(refusal, st.tr.refusedRT, now, true)
 	}
 	if next := s.adopt(runCtx, st, stored, now); next != nil {
@@ -134,12 +146,12 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 		return next
 	}
 	switch {
+	case refusal != nil && !st.overrides(refusal):
+		return st.refused(refusal, st.tr.refusedRT, now, true)
 	case st.holdsNewer(stored):
 		// Our token replaced the stored one (or the one a refusal mark
 		// replaced) but its save failed, so the stored refresh token is
 		// spent. Store ours first, then go on from it.
-	case refusal != nil:
-		return st.refused(refusal, st.tr.refusedRT, now, true)
 	case st.seed && stored == nil:
 		// Ours was given to seed an empty store: store it first.
 	case stored == nil && st.tok == nil && lostSince(st, now):
@@ -147,6 +159,11 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 		// the up-to-date replica may not have stored its token yet. Wait
 		// for it, for the grace, before taking the grant for gone.
 		return st.refused(st.tr.err, st.tr.refusedRT, now, true)
+	case stored == nil && !mayRestore(st.tok, now):
+		// Nothing stored, and nothing of ours to store back: never
+		// connected, or forgotten after a disconnection (see
+		// Accounts.Forget), or lost with the store's data too long ago.
+		return st.refused(&notConnectedError{s.key}, "", now, true)
 	case stored == nil:
 		// Nothing stored any more (the store lost its data): ours seeds it.
 		return s.refreshFrom(runCtx, st, st.tok, nil, now)
@@ -161,8 +178,11 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 		}
 		return s.spend(runCtx, st, stored, now)
 	}
+	var disconnected *DisconnectedError
 	if err := s.storeOver(ctx, st, stored); errors.Is(err, errOvertaken) {
 		return st // a later login replaced this token: publish drops the run's outcome
+	} else if errors.As(err, &disconnected) {
+		return st.refused(disconnected, st.tr.refusedRT, now, true)
 	} else if err != nil {
 		return failed("save", err, st.tok, stored)
 	}
@@ -170,7 +190,7 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 		s.emit(runCtx, Event{Kind: EventSaved, Expiry: st.tok.Expiry})
 	}
 	saved := *st
-	saved.stored, saved.seed = st.tok, false
+	saved.stored, saved.seed, saved.recheck = st.tok, false, false
 	t := saved.edit()
 	t.saveErr, t.saveFailures, t.saveRetryAt, t.replace = nil, 0, time.Time{}, false
 	if !saved.needsRefresh(now) {
@@ -192,7 +212,10 @@ func (s *TokenSource) spend(runCtx context.Context, st *state, stored *oauth2.To
 	if errors.Is(err, ErrConflict) {
 		// Another writer moved the store on since it was read (a replica
 		// whose lease lapsed, a login): its token, if fresh, is ours.
-		if cur, _, lerr := s.load(ctx); lerr == nil {
+		if cur, gone, lerr := s.load(ctx); lerr == nil {
+			if _, disconnected := gone.(*DisconnectedError); disconnected {
+				return st.refused(gone, st.tr.refusedRT, now, true)
+			}
 			if next := s.adopt(runCtx, st, cur, now); next != nil {
 				return next
 			}
@@ -233,22 +256,25 @@ func lostSince(st *state, now time.Time) bool {
 	return ok && now.Before(lost.since.Add(successorGrace))
 }
 
-// load reads the store: its token (nil if it holds none), or the refusal
-// it holds.
-func (s *TokenSource) load(ctx context.Context) (*oauth2.Token, *RefusedError, error) {
+// load reads the store: its token (nil if it holds none), or the mark it
+// holds: a *RefusedError or a *DisconnectedError.
+func (s *TokenSource) load(ctx context.Context) (*oauth2.Token, storeMark, error) {
 	t, _, refusal, err := s.loadMarked(ctx)
 	return t, refusal, err
 }
 
 // loadMarked is load, and returns the mark of a replica spending the
 // stored token's refresh token, if there is one (see spending.go).
-func (s *TokenSource) loadMarked(ctx context.Context) (*oauth2.Token, int64, *RefusedError, error) {
+func (s *TokenSource) loadMarked(ctx context.Context) (*oauth2.Token, int64, storeMark, error) {
 	t, err := s.storeLoad(ctx)
 	s.notePlaintext(ctx, t) // before anything copies t: see plaintext.go
 	var refusal *RefusedError
+	var disconnected *DisconnectedError
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return nil, 0, nil, nil
+	case errors.As(err, &disconnected):
+		return nil, 0, disconnected, nil
 	case errors.As(err, &refusal):
 		return nil, 0, refusal, nil
 	case err == nil && t == nil:

@@ -20,18 +20,20 @@ import (
 // a token of its own meanwhile (a new login, say), the store's is the
 // account's: next adopts it, and ours, of the grant it replaced, is dropped.
 // A new login's token not yet stored (see install) replaces whatever the
-// store holds.
+// store holds, but a disconnection recorded after the login. A token that
+// meets a disconnection mark is dropped: next becomes the disconnected
+// state.
 func (s *TokenSource) save(runCtx context.Context, next *state, failures int, now time.Time) {
-	replace := next.tr.replace
+	replace, loggedIn := next.tr.replace, next.tr.loggedIn
 	if next.tr.saveErr != nil || replace {
 		t := next.edit()
-		t.saveErr, t.saveFailures, t.saveRetryAt, t.replace = nil, 0, time.Time{}, false
+		t.saveErr, t.saveFailures, t.saveRetryAt, t.replace, t.loggedIn = nil, 0, time.Time{}, false, time.Time{}
 	}
 	ctx, cancel := context.WithTimeout(runCtx, s.cfg.opts.timeout)
 	defer cancel()
 	var err error
 	if replace {
-		if err = s.writeLogin(ctx, next.tok); err == nil {
+		if err = s.writeLogin(ctx, next.tok, loggedIn); err == nil {
 			next.stored = next.tok
 		}
 	} else if adopted, serr := s.saveToStore(ctx, next); adopted {
@@ -39,6 +41,11 @@ func (s *TokenSource) save(runCtx context.Context, next *state, failures int, no
 		return
 	} else {
 		err = serr
+	}
+	var disconnected *DisconnectedError
+	if errors.As(err, &disconnected) {
+		*next = *next.refused(disconnected, next.tr.refusedRT, now, true)
+		return
 	}
 	if err == nil && s.cfg.opts.onRefresh != nil {
 		err = s.onRefreshUnlessOvertaken(ctx, next.tok)
@@ -57,7 +64,7 @@ func (s *TokenSource) save(runCtx context.Context, next *state, failures int, no
 	t.saveErr = &SaveError{Err: err, text: "dropboxsign: new token not saved: " + r.textN(err.Error(), 4*maxTextRunes)}
 	t.saveFailures = failures + 1
 	t.saveRetryAt = now.Add(backoff(t.saveFailures))
-	t.replace = replace
+	t.replace, t.loggedIn = replace, loggedIn
 	s.emit(runCtx, Event{Kind: EventSaveFailed, Err: t.saveErr, RetryAt: t.saveRetryAt, Failures: t.saveFailures, Expiry: next.tok.Expiry})
 }
 
@@ -89,9 +96,12 @@ func (s *TokenSource) saveToStore(ctx context.Context, next *state) (adopted boo
 		// ours), our own token (an earlier attempt did write), or another
 		// writer's token (see above).
 		cur, refusal, lerr := s.load(ctx)
+		_, disconnected := refusal.(*DisconnectedError)
 		switch {
 		case lerr != nil:
 			err = lerr
+		case disconnected:
+			return false, refusal // the account's grant is to be forgotten: ours too
 		case cur == nil || refusal != nil:
 			err = s.storeSave(ctx, nil, next.tok)
 		case sameToken(cur, next.tok) && cur.RefreshToken == next.tok.RefreshToken:
@@ -121,8 +131,8 @@ func (s *TokenSource) onRefreshUnlessOvertaken(ctx context.Context, tok *oauth2.
 	mu := s.cfg.loginLock(s.key)
 	mu.Lock()
 	defer mu.Unlock()
-	if f := s.flying.Load(); f != nil && s.state.Load().tok != f.from {
-		return errOvertaken // only a login replaces the token outside a run
+	if f := s.flying.Load(); f != nil && f.overtaken(s.state.Load()) {
+		return errOvertaken // only a login or a disconnection replaces the token outside a run
 	}
 	return s.callOnRefresh(ctx, tok)
 }
@@ -131,7 +141,7 @@ func (s *TokenSource) onRefreshUnlessOvertaken(ctx context.Context, tok *oauth2.
 // store was read to hold; a new login's token, over whatever it holds.
 func (s *TokenSource) storeOver(ctx context.Context, st *state, stored *oauth2.Token) error {
 	if st.tr.replace {
-		return s.writeLogin(ctx, st.tok)
+		return s.writeLogin(ctx, st.tok, st.tr.loggedIn)
 	}
 	return s.storeSave(ctx, stored, st.tok)
 }

@@ -18,6 +18,8 @@ type state struct {
 	expires     bool          // false: tok has no Expiry and is never refreshed ahead
 	rejected    bool          // the API refused tok: never hand it out again
 	seed        bool          // tok was given, with a store: not handed out before the store has spoken
+	recheck     bool          // the store says the account changed: tok is not handed out before it is read again
+	cut         bool          // set by Accounts.Disconnect: no run that began before may replace this state
 	tr          *trouble      // never nil; the shared healthy one when all is well
 }
 
@@ -42,6 +44,10 @@ type trouble struct {
 	// replicas may go on refreshing meanwhile), not only what it held when
 	// read.
 	replace bool
+	// loggedIn: when the login whose token awaits its save (replace)
+	// happened, by this process's clock: a disconnection recorded after
+	// it wins over it (see writeLogin).
+	loggedIn time.Time
 
 	// A mark of the stored token as being spent (see spending.go): the
 	// one this source waits on, since when by its clock, and one of its
@@ -55,7 +61,7 @@ type trouble struct {
 // share the healthy one, and so take the hot path again.
 func (t *trouble) clear() bool {
 	return t.err == nil && t.failures == 0 && t.retryAt.IsZero() && t.refusedRT == "" &&
-		t.rejections == 0 && t.arrived.IsZero() && t.saveErr == nil && t.saveFailures == 0 && t.saveRetryAt.IsZero() && !t.replace &&
+		t.rejections == 0 && t.arrived.IsZero() && t.saveErr == nil && t.saveFailures == 0 && t.saveRetryAt.IsZero() && !t.replace && t.loggedIn.IsZero() &&
 		t.mark == 0 && t.markSeen.IsZero() && t.ownMark == 0
 }
 
@@ -129,11 +135,11 @@ func (st *state) tokenOrEmpty() *oauth2.Token {
 // fresh reports whether tok can be handed out with nothing else to do: the
 // hot path's whole test.
 func (st *state) fresh(now time.Time) bool {
-	return st.tr == healthy && !st.rejected && !st.seed && (!st.expires || now.Before(st.refreshAt))
+	return st.tr == healthy && !st.rejected && !st.seed && !st.recheck && (!st.expires || now.Before(st.refreshAt))
 }
 
 func (st *state) usable(now time.Time) bool {
-	return st.tok != nil && st.tok.AccessToken != "" && !st.rejected && !st.seed && (!st.expires || now.Before(st.usableUntil))
+	return st.tok != nil && st.tok.AccessToken != "" && !st.rejected && !st.seed && !st.recheck && (!st.expires || now.Before(st.usableUntil))
 }
 
 func (st *state) needsRefresh(now time.Time) bool {
@@ -142,7 +148,7 @@ func (st *state) needsRefresh(now time.Time) bool {
 
 // refreshDue and saveDue report whether a background run would do anything.
 func (st *state) refreshDue(now time.Time) bool {
-	return (st.needsRefresh(now) || st.seed) && !now.Before(st.tr.retryAt)
+	return (st.needsRefresh(now) || st.seed || st.recheck) && !now.Before(st.tr.retryAt)
 }
 
 func (st *state) saveDue(now time.Time) bool {
@@ -179,7 +185,7 @@ func (st *state) refused(err error, refreshToken string, now time.Time, shared b
 	if shared {
 		t.retryAt = now.Add(refusalRecheck)
 	}
-	t.saveErr, t.saveFailures, t.saveRetryAt, t.replace = nil, 0, time.Time{}, false
+	t.saveErr, t.saveFailures, t.saveRetryAt, t.replace, t.loggedIn = nil, 0, time.Time{}, false, time.Time{}
 	return next
 }
 

@@ -1,0 +1,123 @@
+package dropboxsign
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"runtime"
+	"time"
+	"weak"
+)
+
+// This file is how an Accounts learns of disconnections and logins made by
+// other replicas: it watches its store, if the store is a Watcher, and has
+// each held account the store reports read the store again at its next
+// call.
+
+// watch starts watching a.cfg.opts.store, if it is a Watcher, until
+// Shutdown or until a is garbage: the watch holds a only weakly, so an
+// Accounts dropped without Shutdown does not keep a goroutine for good.
+func (a *Accounts) watch() {
+	w, ok := a.cfg.opts.store.(Watcher)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stopWatch = cancel
+	wa := weak.Make(a) // nothing the goroutine keeps may reference a (a.cfg does: pin)
+	poll := a.cfg.opts.watchPoll
+	report := func(c Change) {
+		if a := wa.Value(); a != nil {
+			a.changed(c)
+		} else {
+			cancel()
+		}
+	}
+	go func() {
+		defer cancel()
+		for n := 1; ctx.Err() == nil; n++ {
+			_, err := callOut(ctx, "Store.Watch", func() (struct{}, error) {
+				w.Watch(ctx, poll, report)
+				return struct{}{}, nil
+			}, nil)
+			if ctx.Err() != nil {
+				return
+			}
+			// Watch returned before its end (a panic, say): start again,
+			// after a pause, so that a broken one does not spin.
+			if err == nil {
+				err = errors.New("dropboxsign: Store.Watch returned before its context ended")
+			}
+			report(Change{Err: err})
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff(min(n, 10))):
+			}
+		}
+	}()
+	runtime.AddCleanup(a, func(cancel context.CancelFunc) { cancel() }, cancel)
+}
+
+// changed handles a change the store reported: the account it names, if
+// held, or every held account, reads the store again before its token
+// serves another call.
+func (a *Accounts) changed(c Change) {
+	switch {
+	case c.Err != nil:
+		a.cfg.emit(a.cfg.ctx, "", Event{Kind: EventWatchFailed, Err: c.Err})
+	case c.All:
+		for i := range a.shards {
+			sh := &a.shards[i]
+			sh.mu.RLock()
+			for _, s := range sh.held {
+				s.recheck()
+			}
+			for _, wp := range sh.gone {
+				if s := wp.Value(); s != nil {
+					s.recheck()
+				}
+			}
+			sh.mu.RUnlock()
+		}
+	case c.Key != "":
+		if s := a.lookup(c.Key); s != nil {
+			s.recheck()
+		}
+	}
+}
+
+// lookup returns the account's source if this process has one (held, or
+// let go but still referenced), else nil. It makes none.
+func (a *Accounts) lookup(account string) *TokenSource {
+	sh := &a.shards[maphash.String(a.seed, account)%accountShards]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if s := sh.held[account]; s != nil {
+		return s
+	}
+	if wp, ok := sh.gone[account]; ok {
+		return wp.Value()
+	}
+	return nil
+}
+
+// recheck has the source read the store again before its token serves
+// another call, at once (a backoff under way is cut short): the store says
+// the account changed. A run under way carries the recheck over to the
+// state it publishes (see publish).
+func (s *TokenSource) recheck() {
+	for {
+		cur := s.state.Load()
+		if cur.recheck && cur.tr.retryAt.IsZero() {
+			return
+		}
+		next := *cur
+		next.recheck = true
+		if !cur.tr.retryAt.IsZero() {
+			next.edit().retryAt = time.Time{}
+		}
+		if s.state.CompareAndSwap(cur, &next) {
+			return
+		}
+	}
+}

@@ -1,0 +1,264 @@
+package dropboxsign
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Disconnect ends the app's connection to the account, for good: the user
+// clicked "Disconnect Dropbox Sign", or deleted their account. The store
+// replaces the account's tokens with a disconnection mark, which holds the
+// key and a time and no token material ([Store.Disconnect]), and no
+// replica's save can undo. When Disconnect returns nil:
+//   - this process has stopped using the grant: every call for the account
+//     fails with a [*DisconnectedError] (errors.Is [ErrDisconnected];
+//     [Classify] says Reauthorize), and a refresh under way publishes
+//     nothing;
+//   - every other replica stops within its watch's bound: at once where the
+//     store pushes changes, within [WithWatchPoll] when the push is down,
+//     and at its next read of the store in any case (its next refresh, or a
+//     401), including one whose refresh is under way (its save meets the
+//     mark);
+//   - no replica writes the grant back: not a refresh that ends later, not
+//     a save retried, not a replica that starts, not one that finds the
+//     store empty (a disconnection is not data loss; see [RestoreHorizon]);
+//   - the store holds none of the account's tokens.
+//
+// Dropbox Sign has no endpoint to revoke a grant: the access token the app
+// last had stays valid there until it expires, unused, and the user can
+// remove the app in Dropbox Sign's settings. A later [Accounts.Login]
+// connects the account again, on every replica within the same bound.
+//
+// Disconnect is idempotent: nil for an account already disconnected, or
+// never connected (it then records the mark anyway, so that a replica that
+// holds a token it has not yet stored cannot bring it back). It refuses an
+// invalid key as Login does (Misconfigured) and returns an error, never
+// nil, when the store cannot say that the mark is recorded (this process
+// then reads the store again at the account's next call, and the app
+// should try again).
+//
+// The mark keeps the account's key, which may be personal data: erase it
+// with [Accounts.Forget] once it is [ForgetAfter] old.
+func (a *Accounts) Disconnect(ctx context.Context, account string) error {
+	if !a.cfg.enter() {
+		return ErrShutdown
+	}
+	defer a.cfg.leave()
+	if err := a.checkCall(account); err != nil {
+		return err
+	}
+	// One at a time with the account's logins and their saves, and with
+	// its runs' calls of the WithOnRefresh function: none of them can land
+	// after the cut below and bring the grant back here.
+	mu := a.cfg.loginLock(account)
+	mu.Lock()
+	defer mu.Unlock()
+	s := a.lookup(account)
+	now := a.cfg.opts.now()
+	if s != nil {
+		s.cut(&DisconnectedError{Key: account, Since: now})
+	}
+	_, err := callOut(ctx, "Store.Disconnect", func() (struct{}, error) {
+		return struct{}{}, a.cfg.opts.store.Disconnect(ctx, account)
+	}, nil)
+	if err != nil {
+		if s != nil {
+			s.uncut() // not known to be disconnected: the store decides at the next call
+		}
+		return &storeError{text: fmt.Sprintf("dropboxsign: store: disconnect %q: %s (the account may still be connected: try again)",
+			account, newRedactor(a.cfg.clientSecret()).textN(err.Error(), 4*maxTextRunes)), err: err}
+	}
+	a.cfg.emit(ctx, account, Event{Kind: EventDisconnected, Op: "disconnect", Err: &DisconnectedError{Key: account, Since: now}})
+	return nil
+}
+
+// checkCall returns why a call for account cannot be made, or nil.
+func (a *Accounts) checkCall(account string) error {
+	if a.cfg.opts.store == nil {
+		return errNoStore
+	}
+	return checkAccountKey(account)
+}
+
+// cut makes s disconnected at once, for Disconnect: a run under way
+// publishes nothing over it (see publish).
+func (s *TokenSource) cut(d *DisconnectedError) {
+	now := s.cfg.opts.now()
+	for {
+		cur := s.state.Load()
+		next := cur.refused(d, "", now, true)
+		next.cut = true
+		if s.state.CompareAndSwap(cur, next) {
+			return
+		}
+	}
+}
+
+// uncut undoes cut when the store did not record the disconnection: the
+// next call reads the store.
+func (s *TokenSource) uncut() {
+	for {
+		cur := s.state.Load()
+		if !cur.cut {
+			return
+		}
+		next := &state{expires: true, recheck: true, tr: healthy}
+		if s.state.CompareAndSwap(cur, next) {
+			return
+		}
+	}
+}
+
+// Forget erases the account's disconnection mark from the store, if it is
+// at least [ForgetAfter] old: from then on the store holds nothing of the
+// account, not even its key. Earlier, a replica could still hold a token
+// obtained before the disconnection, and the mark is what keeps it from
+// storing it back into what would look like a store that lost its data; so
+// Forget returns an error, erasing nothing, for a younger mark (its text
+// says when to try again). It returns nil for an account whose store holds
+// nothing, and an error for one that holds a token or a refusal mark (a
+// connected or refused account is disconnected first).
+//
+// Run it for every mark listed by [Accounts.Disconnected] once a day, say,
+// to keep no personal data longer than needed.
+func (a *Accounts) Forget(ctx context.Context, account string) error {
+	if !a.cfg.enter() {
+		return ErrShutdown
+	}
+	defer a.cfg.leave()
+	if err := a.checkCall(account); err != nil {
+		return err
+	}
+	before := a.cfg.opts.now().Add(-ForgetAfter)
+	_, err := callOut(ctx, "Store.Forget", func() (struct{}, error) {
+		return struct{}{}, a.cfg.opts.store.Forget(ctx, account, before)
+	}, nil)
+	if errors.Is(err, ErrConflict) {
+		return fmt.Errorf("dropboxsign: forget %q: the store holds a token, a refusal, or a disconnection less than %s old (disconnect first; forget a mark once it is %s old): %w",
+			account, ForgetAfter, ForgetAfter, err)
+	}
+	if err != nil {
+		return fmt.Errorf("dropboxsign: store: forget %q: %w", account, err)
+	}
+	return nil
+}
+
+// Disconnected yields the accounts the app has disconnected whose marks
+// the store still holds (see [Accounts.Forget]), as [Accounts.Refused]
+// yields the refused ones; it needs a store that is a [Lister].
+func (a *Accounts) Disconnected(ctx context.Context) iter.Seq2[*DisconnectedError, error] {
+	return func(yield func(*DisconnectedError, error) bool) {
+		l, ok := a.cfg.opts.store.(Lister)
+		switch {
+		case a.cfg.closed.Load():
+			yield(nil, ErrShutdown)
+		case a.cfg.opts.store == nil:
+			yield(nil, errNoStore)
+		case !ok:
+			yield(nil, configErrorf("the store %T cannot list its accounts (it is not a Lister)", a.cfg.opts.store))
+		default:
+			for d, err := range l.Disconnected(ctx) {
+				if !yield(d, err) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// ConnectionStatus is what a [Connection] says of an account.
+type ConnectionStatus int
+
+const (
+	// StatusUnknown: the store could not be read (Connection.Err says
+	// why). The account may be in any state.
+	StatusUnknown ConnectionStatus = iota
+	// StatusNeverConnected: the store holds nothing for the account: it
+	// was never connected, or it was disconnected and forgotten.
+	StatusNeverConnected
+	// StatusConnected: the store holds a token for the account.
+	StatusConnected
+	// StatusDisconnected: the app disconnected the account
+	// ([Accounts.Disconnect]).
+	StatusDisconnected
+	// StatusRefused: Dropbox Sign refused the account's grant: the user
+	// must connect it again.
+	StatusRefused
+)
+
+var connectionStatusNames = [...]string{"unknown", "never connected", "connected", "disconnected", "refused"}
+
+// String returns the status's name: "unknown", "never connected",
+// "connected", "disconnected" or "refused".
+func (c ConnectionStatus) String() string {
+	if c >= 0 && int(c) < len(connectionStatusNames) {
+		return connectionStatusNames[c]
+	}
+	return "unknown"
+}
+
+// A Connection is an account's connection as the store records it, for
+// the app's settings page ("Connected to Dropbox Sign · Disconnect").
+type Connection struct {
+	Account string
+	Status  ConnectionStatus
+	// Since is, for StatusDisconnected and StatusRefused, when it was
+	// recorded. Stores do not record when an account connected: for
+	// StatusConnected it is zero.
+	Since time.Time
+	// Expiry is, for StatusConnected, when the stored access token
+	// expires (replicas refresh it before then); zero if it does not say.
+	Expiry time.Time
+	// Err is, for StatusRefused, the *RefusedError; for StatusUnknown,
+	// why the store could not be read.
+	Err error
+}
+
+// Connection reads the account's connection from the store (one Load; no
+// token request). For an invalid key it returns StatusUnknown with an error
+// for which [Classify] says Misconfigured.
+func (a *Accounts) Connection(ctx context.Context, account string) Connection {
+	c := Connection{Account: account}
+	if !a.cfg.enter() {
+		c.Err = ErrShutdown
+		return c
+	}
+	defer a.cfg.leave()
+	if c.Err = a.checkCall(account); c.Err != nil {
+		return c
+	}
+	tok, err := callOut(ctx, "Store.Load", func() (*oauth2.Token, error) {
+		return a.cfg.opts.store.Load(ctx, account)
+	}, nil)
+	var refused *RefusedError
+	var disconnected *DisconnectedError
+	switch {
+	case errors.Is(err, ErrNotFound):
+		c.Status = StatusNeverConnected
+	case errors.As(err, &disconnected):
+		c.Status, c.Since = StatusDisconnected, disconnected.Since
+	case errors.As(err, &refused):
+		c.Status, c.Since, c.Err = StatusRefused, refused.Since, refused
+	case err != nil:
+		c.Err = fmt.Errorf("dropboxsign: store: load %q: %w", account, err)
+	case tok == nil:
+		c.Err = fmt.Errorf("dropboxsign: store: load %q: Store.Load returned neither a token nor an error", account)
+	default:
+		t, _ := readSpendMark(tok)
+		c.Status, c.Expiry = StatusConnected, t.Expiry
+	}
+	return c
+}
+
+// clientSecret is the configuration's client secret, or "" without one.
+func (cfg *sourceConfig) clientSecret() string {
+	if cfg.client == nil {
+		return ""
+	}
+	return cfg.client.clientSecret
+}
