@@ -25,11 +25,11 @@ import (
 
 // A flight is one run.
 type flight struct {
-	done chan struct{}   // closed once the run has published its outcome
-	st   *state          // the outcome; written before done is closed
-	ctx  context.Context // values only: of the caller that started it, for tracing
-	from *oauth2.Token   // the token the run started from: a login replaced it if the state's differs (see save)
-	start *state         // the state the run started from: a disconnection cut it if the state is another cut one
+	done  chan struct{}   // closed once the run has published its outcome
+	st    *state          // the outcome; written before done is closed
+	ctx   context.Context // values only: of the caller that started it, for tracing
+	from  *oauth2.Token   // the token the run started from: a login replaced it if the state's differs (see save)
+	start *state          // the state the run started from: a disconnection cut it if the state is another cut one
 }
 
 // overtaken reports whether, since run f began, a login replaced the

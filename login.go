@@ -131,4 +131,3 @@ func (s *TokenSource) writeLogin(ctx context.Context, tok *oauth2.Token, loggedI
 // it was saving: the login's token speaks for the account, and the run's
 // outcome is not published (see publish).
 var errOvertaken = errors.New("dropboxsign: overtaken by a login")
-
