@@ -380,6 +380,9 @@ func (s *TokenSource) refreshFrom(runCtx context.Context, st *state, base, prev 
 		t.rejections, t.arrived = st.tr.rejections, s.cfg.opts.now()
 	}
 	s.save(runCtx, next, st.tr.saveFailures, now)
+	if next.tok == nil {
+		return next // the save met a disconnection: the token is dropped
+	}
 	if later := s.cfg.opts.now(); !next.usable(later) {
 		// Keep it (its refresh token is the newest) but do not refresh
 		// again at once: that would spend a refresh token per round trip.

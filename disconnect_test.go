@@ -1,0 +1,547 @@
+package dropboxsign_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/dropboxsigntest"
+	"golang.org/x/oauth2"
+)
+
+// These tests hold Accounts.Disconnect to its doc: this process stops at
+// once, other replicas when the store tells them (or at their poll), no
+// replica writes the grant back, and a later login connects again.
+
+// connected stores a token the fake knows under account and has each
+// replica serve it, so that each holds it in memory.
+func connected(t *testing.T, ctx context.Context, store dropboxsign.Store, srv *dropboxsigntest.Server, account string, replicas ...*dropboxsign.Accounts) *oauth2.Token {
+	t.Helper()
+	tok := srv.IssueToken()
+	if err := store.Save(ctx, account, nil, tok); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range replicas {
+		if got, err := r.TokenSource(account).TokenContext(ctx); err != nil || got.AccessToken != tok.AccessToken {
+			t.Fatalf("replica serves %v, %v; want the stored token", got, err)
+		}
+	}
+	return tok
+}
+
+// wantDisconnected fails unless err says the app disconnected account.
+func wantDisconnected(t *testing.T, err error, who string) {
+	t.Helper()
+	var refused *dropboxsign.RefusedError
+	switch {
+	case !errors.Is(err, dropboxsign.ErrDisconnected):
+		t.Fatalf("%s: %v; want ErrDisconnected", who, err)
+	case errors.As(err, &refused):
+		t.Fatalf("%s: %v is a *RefusedError: Dropbox Sign refused nothing", who, err)
+	case dropboxsign.Classify(err) != dropboxsign.Reauthorize:
+		t.Fatalf("%s: class %v; want Reauthorize", who, dropboxsign.Classify(err))
+	case strings.Contains(err.Error(), "refused") || strings.Contains(err.Error(), "next refresh attempt"):
+		t.Fatalf("%s: %q speaks of a refusal or a retry", who, err)
+	}
+}
+
+// until calls f until it returns true or ctx ends (then it fails): for
+// what another goroutine does when it does, with no deadline of its own.
+func until(t *testing.T, ctx context.Context, what string, f func() bool) {
+	t.Helper()
+	for !f() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("never: %s", what)
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func TestDisconnectStopsThisProcessAtOnceAndLeavesNoToken(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	store := dropboxsigntest.NewStore()
+	rec := newRecorder()
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), store, dropboxsign.WithObserver(rec))
+	tok := connected(t, ctx, store, srv, "ann", a)
+	if err := a.Disconnect(ctx, "ann"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.TokenSource("ann").TokenContext(ctx)
+	wantDisconnected(t, err, "the next call")
+	_, err = store.Load(ctx, "ann")
+	var d *dropboxsign.DisconnectedError
+	if !errors.As(err, &d) || d.Key != "ann" || d.Since.IsZero() {
+		t.Fatalf("the store: %v; want a disconnection mark", err)
+	}
+	if err := store.Save(ctx, "ann", tok, srv.IssueToken()); !errors.Is(err, dropboxsign.ErrConflict) {
+		t.Fatalf("a save over the mark: %v; want ErrConflict", err)
+	}
+	if err := store.Save(ctx, "ann", nil, srv.IssueToken()); !errors.Is(err, dropboxsign.ErrConflict) {
+		t.Fatalf("a save over the mark with prev nil: %v; want ErrConflict", err)
+	}
+	// Idempotent, and a request through the client never reaches the API.
+	if err := a.Disconnect(ctx, "ann"); err != nil {
+		t.Fatalf("again: %v", err)
+	}
+	before := srv.Stats()
+	resp, err := a.Client("ann").Get(srv.AccountURL())
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a request for a disconnected account went out")
+	}
+	wantDisconnected(t, err, "a request through the client")
+	if after := srv.Stats(); after.APICalls != before.APICalls || after.TokenRequests != before.TokenRequests {
+		t.Fatalf("the fake saw %+v, then %+v", before, after)
+	}
+	if st := a.Stats(); st.Disconnected != 1 || st.Refused != 0 {
+		t.Fatalf("stats %+v; want 1 disconnected, 0 refused", st)
+	}
+	a.Shutdown(ctx)
+	rec.waitFor(t, dropboxsign.EventDisconnected, 1)
+	if n := len(rec.of(dropboxsign.EventRefused)); n != 0 {
+		t.Fatalf("%d refusal events; want none", n)
+	}
+}
+
+// Another replica holding a fresh token stops when the store tells it:
+// not at its next refresh, an hour later.
+func TestDisconnectStopsAnotherReplicaWhenTheStoreTellsIt(t *testing.T) {
+	for _, push := range []bool{true, false} {
+		name := "push"
+		if !push {
+			name = "poll"
+		}
+		t.Run(name, func(t *testing.T) {
+			srv := newServer(t)
+			ctx := testContext(t)
+			store := dropboxsigntest.NewStore()
+			store.SetPush(push)
+			// With the push cut, the poll brings the change; a long one
+			// when the push is on, so that only the push can.
+			poll := time.Hour
+			if !push {
+				poll = 20 * time.Millisecond
+			}
+			a := dropboxsign.NewAccounts(ctx, srv.Config(), store, dropboxsign.AsAnotherProcess(), dropboxsign.WithWatchPoll(poll))
+			b := dropboxsign.NewAccounts(ctx, srv.Config(), store, dropboxsign.AsAnotherProcess(), dropboxsign.WithWatchPoll(poll))
+			connected(t, ctx, store, srv, "bo", a, b)
+			if err := a.Disconnect(ctx, "bo"); err != nil {
+				t.Fatal(err)
+			}
+			until(t, ctx, "replica b stops using the grant", func() bool {
+				_, err := b.TokenSource("bo").TokenContext(ctx)
+				return err != nil
+			})
+			_, err := b.TokenSource("bo").TokenContext(ctx)
+			wantDisconnected(t, err, "replica b")
+			if n := srv.Stats().TokenRequests; n != 0 {
+				t.Fatalf("%d token requests; want none", n)
+			}
+		})
+	}
+}
+
+// A refresh under way at another replica when the account is disconnected
+// ends without storing or serving its token.
+func TestARefreshUnderWayWhenDisconnectedIsNeitherStoredNorServed(t *testing.T) {
+	p := newReplicaPair(t)
+	ctx := testContext(t)
+	old := p.srv.IssueToken()
+	if err := p.mem.Save(ctx, "cy", nil, expired(old)); err != nil {
+		t.Fatal(err)
+	}
+	release := p.srv.HoldTokenResponses()
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.b.TokenSource("cy").TokenContext(ctx)
+		done <- err
+	}()
+	if err := p.srv.WaitTokenRequests(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.a.Disconnect(ctx, "cy"); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	wantDisconnected(t, <-done, "the caller that waited for the refresh")
+	if p.srv.Stats().Refreshes != 1 {
+		t.Fatalf("stats %+v: the held refresh did not complete", p.srv.Stats())
+	}
+	if _, err := p.mem.Load(ctx, "cy"); !errors.Is(err, dropboxsign.ErrDisconnected) {
+		t.Fatalf("the store holds %v; want the disconnection mark", err)
+	}
+	_, err := p.b.TokenSource("cy").TokenContext(ctx)
+	wantDisconnected(t, err, "replica b afterwards")
+}
+
+// A refresh under way in this process when Disconnect is called publishes
+// nothing, and stores nothing, even if it began from no token at all (the
+// account's first load).
+func TestARefreshUnderWayHereIsCutByDisconnect(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	store := dropboxsigntest.NewStore()
+	if err := store.Save(ctx, "di", nil, expired(srv.IssueToken())); err != nil {
+		t.Fatal(err)
+	}
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), store)
+	release := srv.HoldTokenResponses()
+	done := make(chan error, 1)
+	go func() {
+		_, err := a.TokenSource("di").TokenContext(ctx)
+		done <- err
+	}()
+	if err := srv.WaitTokenRequests(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Disconnect(ctx, "di"); err != nil {
+		t.Fatal(err)
+	}
+	release()
+	if err := <-done; err == nil {
+		t.Fatal("the caller that waited got a token of a disconnected account")
+	}
+	_, err := a.TokenSource("di").TokenContext(ctx)
+	wantDisconnected(t, err, "the next call")
+	if _, err := store.Load(ctx, "di"); !errors.Is(err, dropboxsign.ErrDisconnected) {
+		t.Fatalf("the store holds %v; want the disconnection mark", err)
+	}
+}
+
+// A save that failed before the disconnection, retried after it, does not
+// bring the grant back; nor does a login's save retried after a
+// disconnection that came after the login.
+func TestASaveRetriedAfterADisconnectionDoesNotWriteTheGrantBack(t *testing.T) {
+	t.Run("refresh", func(t *testing.T) {
+		p := newReplicaPair(t)
+		ctx := testContext(t)
+		if err := p.mem.Save(ctx, "ed", nil, expired(p.srv.IssueToken())); err != nil {
+			t.Fatal(err)
+		}
+		p.refreshWithFailedSave(t, ctx, "ed")
+		if err := p.b.Disconnect(ctx, "ed"); err != nil {
+			t.Fatal(err)
+		}
+		p.here.set(nil)
+		p.clk.Advance(6 * time.Minute) // every backoff has passed
+		until(t, ctx, "replica a drops the token it could not save", func() bool {
+			_, err := p.a.TokenSource("ed").TokenContext(ctx)
+			return errors.Is(err, dropboxsign.ErrDisconnected)
+		})
+		if _, err := p.mem.Load(ctx, "ed"); !errors.Is(err, dropboxsign.ErrDisconnected) {
+			t.Fatalf("the store holds %v; want the disconnection mark", err)
+		}
+	})
+	t.Run("login", func(t *testing.T) {
+		p := newReplicaPair(t)
+		ctx := testContext(t)
+		p.here.set(func(string, *oauth2.Token, *oauth2.Token) error { return errStoreDown })
+		tok, err := p.a.Login(ctx, "fay", authorize(t, p.srv, p.srv.Config(), "s"), "s")
+		var unsaved *dropboxsign.SaveError
+		if tok == nil || !errors.As(err, &unsaved) {
+			t.Fatalf("login: %v, %v; want a token and a *SaveError", tok, err)
+		}
+		if err := p.b.Disconnect(ctx, "fay"); err != nil {
+			t.Fatal(err)
+		}
+		p.here.set(nil)
+		p.clk.Advance(6 * time.Minute)
+		until(t, ctx, "replica a drops the login it could not save", func() bool {
+			_, err := p.a.TokenSource("fay").TokenContext(ctx)
+			return errors.Is(err, dropboxsign.ErrDisconnected)
+		})
+		if _, err := p.mem.Load(ctx, "fay"); !errors.Is(err, dropboxsign.ErrDisconnected) {
+			t.Fatalf("the store holds %v; want the disconnection mark", err)
+		}
+	})
+}
+
+// A login made well after a disconnection, whose save fails, is stored
+// over the mark by its retry: the user connected again.
+func TestALoginAfterADisconnectionIsStoredByItsRetry(t *testing.T) {
+	p := newReplicaPair(t)
+	ctx := testContext(t)
+	if err := p.mem.Disconnect(ctx, "gil"); err != nil {
+		t.Fatal(err)
+	}
+	p.clk.Advance(dropboxsign.MaxMarkSkew + time.Minute) // the login comes later than the clocks may disagree
+	p.here.set(func(string, *oauth2.Token, *oauth2.Token) error { return errStoreDown })
+	tok, err := p.a.Login(ctx, "gil", authorize(t, p.srv, p.srv.Config(), "s"), "s")
+	if tok == nil || err == nil {
+		t.Fatalf("login: %v, %v; want a token and a save error", tok, err)
+	}
+	p.here.set(nil)
+	p.clk.Advance(6 * time.Minute)
+	p.a.TokenSource("gil").TokenContext(ctx) // a call, or the background retry, stores it
+	waitStored(t, ctx, p.mem, "gil", tok)
+	got, err := p.b.TokenSource("gil").TokenContext(ctx)
+	if err != nil || got.AccessToken != tok.AccessToken {
+		t.Fatalf("replica b: %v, %v; want the new login's token", got, err)
+	}
+}
+
+// A new login on one replica serves on another at once, through the
+// store's push: even one that holds a fresh token of the old grant, or is
+// waiting out a disconnection.
+func TestALoginServesOnEveryReplicaWhenTheStoreTellsIt(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	store := dropboxsigntest.NewStore()
+	clk := newClock() // frozen: only the push can bring the login
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), store, dropboxsign.AsAnotherProcess(), dropboxsign.WithClock(clk.Now), dropboxsign.WithWatchPoll(time.Hour))
+	b := dropboxsign.NewAccounts(ctx, srv.Config(), store, dropboxsign.AsAnotherProcess(), dropboxsign.WithClock(clk.Now), dropboxsign.WithWatchPoll(time.Hour))
+	old := connected(t, ctx, store, srv, "hal", a, b)
+	login := func() *oauth2.Token {
+		tok, err := a.Login(ctx, "hal", authorize(t, srv, srv.Config(), "s"), "s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	serves := func(want *oauth2.Token) func() bool {
+		return func() bool {
+			got, err := b.TokenSource("hal").TokenContext(ctx)
+			return err == nil && got.AccessToken == want.AccessToken
+		}
+	}
+	first := login()
+	if first.AccessToken == old.AccessToken {
+		t.Fatal("the login brought the old token")
+	}
+	until(t, ctx, "replica b serves the new login instead of the old grant", serves(first))
+	if err := a.Disconnect(ctx, "hal"); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "replica b stops", func() bool {
+		_, err := b.TokenSource("hal").TokenContext(ctx)
+		return errors.Is(err, dropboxsign.ErrDisconnected)
+	})
+	second := login()
+	until(t, ctx, "replica b serves the login after the disconnection", serves(second))
+}
+
+// A store that lost its data is re-seeded from a replica's memory (the
+// replica holds the newest refresh token); a disconnected account is not,
+// and neither is one whose store was emptied after its mark was forgotten.
+func TestRemovalIsToldFromDataLoss(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	lossy := &losingStore{}
+	lossy.lose()
+	clk := newClock()
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), lossy, dropboxsign.WithClock(clk.Now))
+	connected(t, ctx, lossy, srv, "ida", a)
+	lossy.lose()
+	clk.Advance(time.Hour) // due: the refresh finds the store empty
+	if _, err := a.TokenSource("ida").TokenContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lossy.Load(ctx, "ida"); err != nil {
+		t.Fatalf("after a data loss the store holds %v; want the replica's token again", err)
+	}
+
+	// Forgotten after the horizon: nothing is written back.
+	if err := a.Disconnect(ctx, "ida"); err != nil {
+		t.Fatal(err)
+	}
+	b := dropboxsign.NewAccounts(ctx, srv.Config(), lossy, dropboxsign.WithClock(clk.Now), dropboxsign.AsAnotherProcess())
+	if err := b.Forget(ctx, "ida"); err == nil || !strings.Contains(err.Error(), "disconnect") {
+		t.Fatalf("forget at once: %v; want an error saying the mark is too young", err)
+	}
+	clk.Advance(dropboxsign.ForgetAfter + time.Minute)
+	if err := b.Forget(ctx, "ida"); err != nil {
+		t.Fatal(err)
+	}
+	if c := b.Connection(ctx, "ida"); c.Status != dropboxsign.StatusNeverConnected {
+		t.Fatalf("after Forget: %+v", c)
+	}
+	if err := b.Forget(ctx, "ida"); err != nil {
+		t.Fatalf("forget again: %v", err)
+	}
+}
+
+// A replica holding a token from before a disconnection whose mark was
+// later forgotten takes the account for not connected, and writes nothing.
+func TestATokenOlderThanTheHorizonIsNotRestored(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	store := dropboxsigntest.NewStore()
+	clk := newClock()
+	b := dropboxsign.NewAccounts(ctx, srv.Config(), store, dropboxsign.WithClock(clk.Now), dropboxsign.WithWatchPoll(time.Hour))
+	store.SetPush(false) // b never hears of the disconnection
+	connected(t, ctx, store, srv, "jan", b)
+	if err := store.Disconnect(ctx, "jan"); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Forget(ctx, "jan", time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(dropboxsign.RestoreHorizon + time.Minute)
+	before := srv.Stats().TokenRequests
+	_, err := b.TokenSource("jan").TokenContext(ctx)
+	if !errors.Is(err, dropboxsign.ErrNotConnected) || dropboxsign.Classify(err) != dropboxsign.Reauthorize {
+		t.Fatalf("replica b: %v; want ErrNotConnected", err)
+	}
+	if _, err := store.Load(ctx, "jan"); !errors.Is(err, dropboxsign.ErrNotFound) {
+		t.Fatalf("the store holds %v; want nothing", err)
+	}
+	if n := srv.Stats().TokenRequests - before; n != 0 {
+		t.Fatalf("%d token requests with a forgotten grant", n)
+	}
+}
+
+func TestANeverConnectedAccountIsToldSoWithoutRetryWording(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), dropboxsigntest.NewStore())
+	for range 2 { // the first call, and one within the recheck's pause
+		_, err := a.TokenSource("kim").TokenContext(ctx)
+		if !errors.Is(err, dropboxsign.ErrNotConnected) || dropboxsign.Classify(err) != dropboxsign.Reauthorize {
+			t.Fatalf("%v (class %v); want ErrNotConnected, Reauthorize", err, dropboxsign.Classify(err))
+		}
+		if msg := err.Error(); strings.Contains(msg, "attempt") || strings.Contains(msg, "retry") || !strings.Contains(msg, "not connected") {
+			t.Fatalf("%q", msg)
+		}
+	}
+	if c := a.Connection(ctx, "kim"); c.Status != dropboxsign.StatusNeverConnected || c.Err != nil {
+		t.Fatalf("connection %+v", c)
+	}
+	if err := a.Disconnect(ctx, "kim"); err != nil {
+		t.Fatalf("disconnect of a never-connected account: %v", err)
+	}
+}
+
+func TestDisconnectWhenTheStoreFailsSaysSoAndChangesNothingHere(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	mem := dropboxsigntest.NewStore()
+	store := &hookedStore{Store: &failingDisconnects{mem}}
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), store)
+	tok := connected(t, ctx, mem, srv, "lou", a)
+	err := a.Disconnect(ctx, "lou")
+	if err == nil || dropboxsign.Classify(err) != dropboxsign.Temporary || !strings.Contains(err.Error(), "try again") {
+		t.Fatalf("disconnect: %v (class %v); want a temporary error", err, dropboxsign.Classify(err))
+	}
+	got, err := a.TokenSource("lou").TokenContext(ctx)
+	if err != nil || got.AccessToken != tok.AccessToken {
+		t.Fatalf("after a failed disconnect: %v, %v; want the stored token (the store decides)", got, err)
+	}
+}
+
+type failingDisconnects struct{ dropboxsign.Store }
+
+func (f *failingDisconnects) Disconnect(context.Context, string) error { return errStoreDown }
+
+func TestDisconnectRefusesAnInvalidKeyAndWorksNotAfterShutdown(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), dropboxsigntest.NewStore())
+	for _, key := range []string{"", "a\x00b", strings.Repeat("k", dropboxsign.MaxAccountKeyLen+1)} {
+		if err := a.Disconnect(ctx, key); dropboxsign.Classify(err) != dropboxsign.Misconfigured {
+			t.Fatalf("key %q: %v; want Misconfigured", key, err)
+		}
+	}
+	a.Shutdown(ctx)
+	if err := a.Disconnect(ctx, "x"); !errors.Is(err, dropboxsign.ErrShutdown) {
+		t.Fatalf("after Shutdown: %v", err)
+	}
+}
+
+func TestConnectionSaysEachState(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	store := dropboxsigntest.NewStore()
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), store)
+	tok := connected(t, ctx, store, srv, "on", a)
+	if c := a.Connection(ctx, "on"); c.Status != dropboxsign.StatusConnected || !c.Expiry.Equal(tok.Expiry) {
+		t.Fatalf("connected: %+v", c)
+	}
+	refused := srv.IssueToken()
+	if err := store.Save(ctx, "no", nil, refused); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.MarkRefused(ctx, "no", refused); err != nil {
+		t.Fatal(err)
+	}
+	if c := a.Connection(ctx, "no"); c.Status != dropboxsign.StatusRefused || c.Since.IsZero() {
+		t.Fatalf("refused: %+v", c)
+	}
+	if err := a.Disconnect(ctx, "on"); err != nil {
+		t.Fatal(err)
+	}
+	if c := a.Connection(ctx, "on"); c.Status != dropboxsign.StatusDisconnected || c.Since.IsZero() {
+		t.Fatalf("disconnected: %+v", c)
+	}
+	down := dropboxsign.NewAccounts(ctx, srv.Config(), &hookedStore{Store: store, before: func(string, *oauth2.Token, *oauth2.Token) error { return errStoreDown }})
+	if c := down.Connection(ctx, "on"); c.Status != dropboxsign.StatusUnknown || c.Err == nil {
+		t.Fatalf("store down: %+v", c)
+	}
+	var listed []string
+	for d, err := range a.Disconnected(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed = append(listed, d.Key)
+	}
+	if len(listed) != 1 || listed[0] != "on" {
+		t.Fatalf("listed %v", listed)
+	}
+	for r, err := range a.Refused(ctx) {
+		if err != nil || r.Key != "no" {
+			t.Fatalf("refused listing: %v, %v", r, err)
+		}
+	}
+}
+
+// losingStore is a store that can lose all its data at once, as a Redis
+// without persistence does when it restarts.
+type losingStore struct {
+	mu  sync.Mutex
+	mem *dropboxsigntest.Store
+}
+
+func (l *losingStore) lose() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.mem = dropboxsigntest.NewStore()
+}
+
+func (l *losingStore) cur() *dropboxsigntest.Store {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.mem
+}
+
+func (l *losingStore) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	return l.cur().Load(ctx, key)
+}
+
+func (l *losingStore) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
+	return l.cur().Save(ctx, key, prev, t)
+}
+
+func (l *losingStore) Replace(ctx context.Context, key string, t *oauth2.Token) error {
+	return l.cur().Replace(ctx, key, t)
+}
+
+func (l *losingStore) Lock(ctx context.Context, key string) (func(), error) {
+	return l.cur().Lock(ctx, key)
+}
+
+func (l *losingStore) MarkRefused(ctx context.Context, key string, t *oauth2.Token) error {
+	return l.cur().MarkRefused(ctx, key, t)
+}
+
+func (l *losingStore) Disconnect(ctx context.Context, key string) error {
+	return l.cur().Disconnect(ctx, key)
+}
+
+func (l *losingStore) Forget(ctx context.Context, key string, before time.Time) error {
+	return l.cur().Forget(ctx, key, before)
+}
