@@ -33,7 +33,12 @@ import (
 // refuses the account's grant for good, every call for it fails with a
 // [*RefusedError] (on each replica from its next read of the store: see
 // RefusedError), and the account is listed by [Accounts.Refused] until the
-// user logs in again.
+// user logs in again. When the user disconnects, [Accounts.Disconnect]
+// forgets the grant on every replica (see docs/connections.md), and
+// [Accounts.Connection] tells the app's settings page where an account
+// stands. With a store that is a [Watcher], each replica learns of
+// disconnections and logins made elsewhere as they happen: NewAccounts
+// starts one goroutine that watches the store, until Shutdown.
 //
 // Memory is bounded: at most [WithMaxAccounts] accounts are held (10,000 by
 // default, about 470 bytes each, their tokens included), however many
@@ -149,8 +154,10 @@ func NewAccounts(ctx context.Context, c *oauth2.Config, store Store, opts ...Opt
 // TokenSource returns the account's token source: the same one to every
 // caller for as long as anything holds it, made on first use without I/O
 // (its first call loads the stored token). Its calls fail with a
-// [*RefusedError] for an account whose grant is gone, and with an error
-// for which [Classify] says Reauthorize for one that has none stored.
+// [*RefusedError] for an account whose grant Dropbox Sign refused, a
+// [*DisconnectedError] for one the app disconnected, and an error matching
+// [ErrNotConnected] for one that has nothing stored; [Classify] says
+// Reauthorize for all three.
 //
 // An account key is the app's identifier for the user: not empty, valid
 // UTF-8 without NUL bytes, at most [MaxAccountKeyLen] bytes, so that every

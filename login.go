@@ -17,12 +17,12 @@ import (
 //
 // This process's next call for the account uses the new token, even if a
 // refresh of the old grant was under way. Another replica uses it once it
-// next reads the store: at its next refresh (within the token's lifetime
-// less the expiry window), or at once if the API refuses the token it
-// holds; until then it acts with the old grant (for the user's previous
-// Dropbox Sign account, if they connected another). A refused account is
-// read again at most every second, as calls come, so it serves at each
-// replica's first call a second or more after its last read.
+// learns of it: at once where the store pushes changes (see [Watcher]),
+// within [WithWatchPoll] when the push is down, and in any case at its next
+// read of the store (its next refresh, or a 401); until then it acts with
+// the old grant (for the user's previous Dropbox Sign account, if they
+// connected another). A login after [Accounts.Disconnect] connects the
+// account again.
 //
 // If the exchange succeeds but the token cannot be stored, the error says
 // so (a [*SaveError], which wraps the store's error) and the token is
