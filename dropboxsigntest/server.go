@@ -10,8 +10,9 @@
 // ones, the strictest behaviour the real service may have.
 //
 // The server counts what it sees ([Server.Stats]), records every token
-// request ([Server.TokenRequests]) and every access token it issued
-// ([Server.IssuedTokens]), and can be told to misbehave: slow token
+// request ([Server.TokenRequests]), every access token it issued
+// ([Server.IssuedTokens]) and the API requests that presented each
+// ([Server.APIUses]), and can be told to misbehave: slow token
 // responses, injected error answers ([Server.InjectFault],
 // [Server.InjectAPIFault]), short token lifetimes, revoked access tokens. All methods are safe for concurrent use.
 package dropboxsigntest
@@ -75,6 +76,7 @@ type Server struct {
 	secrets     []string // every credential issued, for Secrets
 	stats       Stats
 	requests    []TokenRequest
+	apiUses     map[string]APIUse // bearer token → its API requests
 	window      rateWindow
 	hold        chan struct{} // while non-nil, token answers wait for it to close
 	arrived     chan struct{} // closed and replaced at each token request
@@ -87,10 +89,11 @@ type codeGrant struct {
 }
 
 type accessGrant struct {
-	account string
-	issued  time.Time
-	expires time.Time
-	refresh bool // issued by a refresh
+	account   string
+	requested time.Time // when the token request that obtained it arrived
+	issued    time.Time
+	expires   time.Time
+	refresh   bool // issued by a refresh
 }
 
 type refreshGrant struct {
@@ -149,6 +152,7 @@ func start(ln net.Listener) *Server {
 		codes:        map[string]codeGrant{},
 		access:       map[string]accessGrant{},
 		refresh:      map[string]refreshGrant{},
+		apiUses:      map[string]APIUse{},
 		arrived:      make(chan struct{}),
 	}
 	mux := http.NewServeMux()
@@ -343,7 +347,7 @@ func (s *Server) IssueToken() *oauth2.Token {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	account := s.newAccount()
-	resp := s.issue(account, "", false)
+	resp := s.issue(account, "", false, time.Now())
 	return &oauth2.Token{
 		AccessToken:  resp.AccessToken,
 		TokenType:    resp.TokenType,
@@ -355,10 +359,17 @@ func (s *Server) IssueToken() *oauth2.Token {
 
 // IssuedToken describes an access token the server issued.
 type IssuedToken struct {
-	Account string    // the account it acts for, "account-1" and on, numbered as issued
-	Issued  time.Time // when the server issued it
-	Expires time.Time // when the API starts refusing it: Issued plus the lifetime then set
-	Refresh bool      // issued by a refresh (not by IssueToken or a code exchange)
+	// Account is the account it acts for, "account-1" and on, numbered as
+	// issued. Each IssueToken and each consent at the authorize route makes
+	// a new account, and refreshes keep it: an account is one grant.
+	Account string
+	// Requested is when the token request that obtained it arrived (for
+	// IssueToken, when it was called): a refresh that was in flight at a
+	// moment has Requested before it and Issued after it.
+	Requested time.Time
+	Issued    time.Time // when the server issued it
+	Expires   time.Time // when the API starts refusing it: Issued plus the lifetime then set
+	Refresh   bool      // issued by a refresh (not by IssueToken or a code exchange)
 }
 
 // IssuedTokens returns every access token the server has issued and not
@@ -370,7 +381,32 @@ func (s *Server) IssuedTokens() map[string]IssuedToken {
 	defer s.mu.Unlock()
 	out := make(map[string]IssuedToken, len(s.access))
 	for at, g := range s.access {
-		out[at] = IssuedToken{Account: g.account, Issued: g.issued, Expires: g.expires, Refresh: g.refresh}
+		out[at] = IssuedToken{Account: g.account, Requested: g.requested, Issued: g.issued, Expires: g.expires, Refresh: g.refresh}
+	}
+	return out
+}
+
+// APIUse is what the API routes saw of one bearer token.
+type APIUse struct {
+	Count       int       // requests that presented it, accepted or not
+	First, Last time.Time // when the first and the last of them arrived
+}
+
+// maxAPIUses bounds the tokens APIUses keeps: a token first presented
+// after that many others is not recorded.
+const maxAPIUses = 100000
+
+// APIUses returns, for every bearer token presented to the API routes
+// (issued by the server or not, live or not, the first 100000), how many
+// requests presented it and when the first and the last of them arrived:
+// for tests that check when a client last acted with a grant (with
+// [Server.IssuedTokens], which says whose each token is).
+func (s *Server) APIUses() map[string]APIUse {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]APIUse, len(s.apiUses))
+	for tok, u := range s.apiUses {
+		out[tok] = u
 	}
 	return out
 }
@@ -424,11 +460,12 @@ type tokenResponse struct {
 }
 
 // issue mints an access token, and a refresh token unless keep is given;
-// refresh says a refresh asked for it. The caller holds s.mu.
-func (s *Server) issue(account, keep string, refresh bool) tokenResponse {
+// refresh says a refresh asked for it, requested when its request arrived.
+// The caller holds s.mu.
+func (s *Server) issue(account, keep string, refresh bool, requested time.Time) tokenResponse {
 	at := "at_" + randomHex(16)
 	now := time.Now()
-	s.access[at] = accessGrant{account: account, issued: now, expires: now.Add(s.lifetime), refresh: refresh}
+	s.access[at] = accessGrant{account: account, requested: requested, issued: now, expires: now.Add(s.lifetime), refresh: refresh}
 	s.remember(at)
 	rt := keep
 	if rt == "" {
@@ -490,13 +527,14 @@ func handleCallback(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	arrival := time.Now()
 	s.mu.Lock()
 	s.stats.TokenRequests++
 	close(s.arrived)
 	s.arrived = make(chan struct{})
 	if len(s.requests) < maxRecorded {
 		s.requests = append(s.requests, TokenRequest{
-			Time: time.Now(), Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
+			Time: arrival, Method: r.Method, Path: r.URL.Path, RawQuery: r.URL.RawQuery,
 			ContentType: r.Header.Get("Content-Type"), Header: r.Header.Clone(), Body: body,
 		})
 	}
@@ -527,7 +565,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	status, answer := s.token(r, body)
+	status, answer := s.token(r, body, arrival)
 	if status == http.StatusOK {
 		s.window.setHeaders(w.Header(), time.Now())
 	}
@@ -536,8 +574,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(answer)
 }
 
-// token answers a token request; the caller holds s.mu.
-func (s *Server) token(r *http.Request, body []byte) (int, any) {
+// token answers a token request that arrived at arrival; the caller holds
+// s.mu.
+func (s *Server) token(r *http.Request, body []byte, arrival time.Time) (int, any) {
 	if r.Method != http.MethodPost {
 		return http.StatusMethodNotAllowed, envelope("method_not_allowed", "Use POST.")
 	}
@@ -568,12 +607,12 @@ func (s *Server) token(r *http.Request, body []byte) (int, any) {
 		return http.StatusUnauthorized, oauthError("invalid_client", "Unknown client_id or wrong client_secret.")
 	}
 	if refresh {
-		return s.refreshToken(req)
+		return s.refreshToken(req, arrival)
 	}
-	return s.exchange(req)
+	return s.exchange(req, arrival)
 }
 
-func (s *Server) exchange(req map[string]string) (int, any) {
+func (s *Server) exchange(req map[string]string, arrival time.Time) (int, any) {
 	if req["grant_type"] != "authorization_code" {
 		return http.StatusBadRequest, oauthError("invalid_request", "grant_type must be authorization_code (refresh at ?refresh).")
 	}
@@ -583,12 +622,12 @@ func (s *Server) exchange(req map[string]string) (int, any) {
 	}
 	delete(s.codes, req["code"]) // a code is good for one exchange
 	s.stats.Exchanges++
-	answer := s.issue(grant.account, "", false)
+	answer := s.issue(grant.account, "", false, arrival)
 	answer.State = grant.state
 	return http.StatusOK, answer
 }
 
-func (s *Server) refreshToken(req map[string]string) (int, any) {
+func (s *Server) refreshToken(req map[string]string, arrival time.Time) (int, any) {
 	if req["grant_type"] != "refresh_token" {
 		return http.StatusBadRequest, oauthError("invalid_request", "grant_type must be refresh_token.")
 	}
@@ -608,7 +647,7 @@ func (s *Server) refreshToken(req map[string]string) (int, any) {
 		s.refresh[rt] = refreshGrant{account: grant.account, stale: true}
 	}
 	s.stats.Refreshes++
-	answer := s.issue(grant.account, keep, true)
+	answer := s.issue(grant.account, keep, true, arrival)
 	if s.omitRefresh {
 		answer.RefreshToken = ""
 	}
@@ -616,8 +655,19 @@ func (s *Server) refreshToken(req map[string]string) (int, any) {
 }
 
 func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
+	arrival := time.Now()
 	s.mu.Lock()
 	s.stats.APICalls++
+	if tok := bearer(r); tok != "" {
+		if u, ok := s.apiUses[tok]; ok || len(s.apiUses) < maxAPIUses {
+			if !ok {
+				u.First = arrival
+			}
+			u.Count++
+			u.Last = arrival
+			s.apiUses[tok] = u
+		}
+	}
 	if fault, faulted := takeFault(&s.apiFaults); faulted {
 		s.stats.APIFaults++
 		s.mu.Unlock()
