@@ -9,13 +9,15 @@ import (
 )
 
 var (
-	connected = metric.WithAttributes(accountStateKey.String("connected"))
-	refused   = metric.WithAttributes(accountStateKey.String("refused"))
+	connected    = metric.WithAttributes(accountStateKey.String("connected"))
+	refused      = metric.WithAttributes(accountStateKey.String("refused"))
+	disconnected = metric.WithAttributes(accountStateKey.String("disconnected"))
 )
 
 // RegisterAccounts makes the Observer report a's accounts, from
 // [dropboxsign.Accounts.Stats] at each collection: dropboxsign.account.count
-// (held accounts, connected or refused) and dropboxsign.event.dropped. The
+// (held accounts: connected, refused by Dropbox Sign, or disconnected by
+// the app) and dropboxsign.event.dropped. The
 // Observer is given to NewAccounts as an option, before the Accounts
 // exists; register the Accounts once NewAccounts has returned it. With
 // several Accounts registered, the figures are their sums. The returned
@@ -46,14 +48,16 @@ func (o *Observer) observeAccounts(_ context.Context, obs metric.Observer) error
 	if len(all) == 0 {
 		return nil
 	}
-	var held, refusedN int
+	var held, refusedN, disconnectedN int
 	var dropped int64
 	for _, a := range all {
 		st := a.Stats()
-		held, refusedN, dropped = held+st.Held, refusedN+st.Refused, dropped+st.DroppedEvents
+		held, refusedN, disconnectedN = held+st.Held, refusedN+st.Refused, disconnectedN+st.Disconnected
+		dropped += st.DroppedEvents
 	}
-	obs.ObserveInt64(o.accountCount, int64(max(held-refusedN, 0)), connected)
+	obs.ObserveInt64(o.accountCount, int64(max(held-refusedN-disconnectedN, 0)), connected)
 	obs.ObserveInt64(o.accountCount, int64(refusedN), refused)
+	obs.ObserveInt64(o.accountCount, int64(disconnectedN), disconnected)
 	obs.ObserveInt64(o.dropped, dropped)
 	return nil
 }

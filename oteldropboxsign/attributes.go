@@ -20,7 +20,7 @@ const (
 	outcomeKey        = attribute.Key("dropboxsign.outcome")         // see outcome
 	accountKey        = attribute.Key("dropboxsign.account")
 	storeOperationKey = attribute.Key("dropboxsign.store.operation") // load, lock, save, mark
-	accountStateKey   = attribute.Key("dropboxsign.account.state")   // connected, refused
+	accountStateKey   = attribute.Key("dropboxsign.account.state")   // connected, refused, disconnected
 	errorNameKey      = attribute.Key("dropboxsign.error.name")
 	rateLimitKey      = attribute.Key("dropboxsign.rate_limit.limit")
 	rateRemainingKey  = attribute.Key("dropboxsign.rate_limit.remaining")
@@ -29,6 +29,12 @@ const (
 	sharedKey         = attribute.Key("dropboxsign.token.shared") // the token came from another source's request for the same grant
 	retryDelayKey     = attribute.Key("dropboxsign.retry.delay")
 )
+
+// disconnectionOriginKey says where a replica learnt of a disconnection:
+// "local" (its own Accounts.Disconnect recorded it: summed over replicas,
+// the disconnections the app made) or "store" (another replica's, or a
+// mark found at a load: once per replica that held or loads the account).
+const disconnectionOriginKey = attribute.Key("dropboxsign.disconnection.origin")
 
 // outcome names a Class for the dropboxsign.outcome attribute: Class.String
 // in snake case, and "success" for NotAnError.

@@ -149,6 +149,8 @@ var instruments = map[string]instrument{
 	"dropboxsign.token.save.failures":    {"{failure}", "counter", false},
 	"dropboxsign.token.invalidations":    {"{invalidation}", "counter", false},
 	"dropboxsign.account.refusals":       {"{refusal}", "counter", false},
+	"dropboxsign.account.disconnections": {"{disconnection}", "counter", false},
+	"dropboxsign.store.watch.failures":   {"{failure}", "counter", false},
 	"dropboxsign.account.logins":         {"{login}", "counter", false},
 	"dropboxsign.token.adoptions":        {"{token}", "counter", false},
 	"dropboxsign.store.plaintext_tokens": {"{token}", "counter", false},

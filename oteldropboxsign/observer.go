@@ -34,6 +34,8 @@ type Observer struct {
 	saveFailures  metric.Int64Counter
 	invalidations metric.Int64Counter
 	refusals      metric.Int64Counter
+	disconnects   metric.Int64Counter
+	watchFailures metric.Int64Counter
 	logins        metric.Int64Counter
 	adoptions     metric.Int64Counter
 	plaintext     metric.Int64Counter
@@ -78,6 +80,14 @@ func NewObserver(opts ...Option) *Observer {
 	o.saveFailures = counter("dropboxsign.token.save.failures", "{failure}", "New tokens that could not be saved: until a retry succeeds, the newest refresh token exists only in this process.")
 	o.invalidations = counter("dropboxsign.token.invalidations", "{invalidation}", "Unexpired tokens the API refused (a 401), each replaced by a refresh.")
 	o.refusals = counter("dropboxsign.account.refusals", "{refusal}", "Accounts whose grant Dropbox Sign refused for good: their user must authorize the app again.")
+	// A disconnection by the app is counted apart from a refusal by
+	// Dropbox Sign, not as a refusal with a reason attribute: a refusal is
+	// something to alert on (grants lost: spent refresh tokens, revoked
+	// apps), a disconnection is the app doing what its users asked, and
+	// every alert and panel already written on refusals would otherwise
+	// start counting routine disconnections unless rewritten with a filter.
+	o.disconnects = counter("dropboxsign.account.disconnections", "{disconnection}", "Accounts the app disconnected (Accounts.Disconnect), by origin: local where this replica's Accounts.Disconnect recorded it, store where this replica learnt it from the store. Not refusals by Dropbox Sign.")
+	o.watchFailures = counter("dropboxsign.store.watch.failures", "{failure}", "Failures of the watch of the store's changes: until it recovers, this replica learns of disconnections and logins on other replicas late, at the watch's poll.")
 	o.logins = counter("dropboxsign.account.logins", "{login}", "New grants stored by Accounts.Login.")
 	o.adoptions = counter("dropboxsign.token.adoptions", "{token}", "Valid tokens taken from the store instead of refreshing: an account's first use in this process, or a token another replica refreshed.")
 	o.plaintext = counter("dropboxsign.store.plaintext_tokens", "{token}", "Tokens loaded in plain JSON from a store that seals tokens, once per account held: not sealed since encryption was turned on, or planted. Each is sealed at its next save.")
@@ -88,7 +98,7 @@ func NewObserver(opts ...Option) *Observer {
 		errs, o.duration = append(errs, err), noop.Float64Histogram{}
 	}
 	if o.accountCount, err = meter.Int64ObservableUpDownCounter("dropboxsign.account.count",
-		metric.WithUnit("{account}"), metric.WithDescription("Accounts held in memory, by state: connected, or refused (awaiting a new authorization).")); err != nil {
+		metric.WithUnit("{account}"), metric.WithDescription("Accounts held in memory, by state: connected, refused (awaiting a new authorization), or disconnected by the app.")); err != nil {
 		errs, o.accountCount = append(errs, err), noop.Int64ObservableUpDownCounter{}
 	}
 	if o.dropped, err = meter.Int64ObservableCounter("dropboxsign.event.dropped",
@@ -122,6 +132,14 @@ func (o *Observer) Observe(ctx context.Context, e dropboxsign.Event) {
 		}
 	case dropboxsign.EventRefused:
 		o.refusals.Add(ctx, 1, o.attrs(e))
+	case dropboxsign.EventDisconnected:
+		origin := "store"
+		if e.Op == "disconnect" {
+			origin = "local"
+		}
+		o.disconnects.Add(ctx, 1, o.attrs(e, disconnectionOriginKey.String(origin)))
+	case dropboxsign.EventWatchFailed:
+		o.watchFailures.Add(ctx, 1, o.attrs(e))
 	case dropboxsign.EventLogin:
 		o.logins.Add(ctx, 1, o.attrs(e))
 	case dropboxsign.EventAdopted:

@@ -16,12 +16,13 @@ import (
 
 // Data point keys, as collect writes them.
 const (
-	refreshOK   = "dropboxsign.token.requests{dropboxsign.outcome=success,dropboxsign.token.operation=refresh}"
-	refreshOKs  = "dropboxsign.token.request.duration{dropboxsign.outcome=success,dropboxsign.token.operation=refresh}"
-	connected   = "dropboxsign.account.count{dropboxsign.account.state=connected}"
-	refused     = "dropboxsign.account.count{dropboxsign.account.state=refused}"
-	dropped     = "dropboxsign.event.dropped{}"
-	refreshSpan = "dropboxsign.token.refresh"
+	refreshOK    = "dropboxsign.token.requests{dropboxsign.outcome=success,dropboxsign.token.operation=refresh}"
+	refreshOKs   = "dropboxsign.token.request.duration{dropboxsign.outcome=success,dropboxsign.token.operation=refresh}"
+	connected    = "dropboxsign.account.count{dropboxsign.account.state=connected}"
+	refused      = "dropboxsign.account.count{dropboxsign.account.state=refused}"
+	disconnected = "dropboxsign.account.count{dropboxsign.account.state=disconnected}"
+	dropped      = "dropboxsign.event.dropped{}"
+	refreshSpan  = "dropboxsign.token.refresh"
 )
 
 // withRate adds the rate-limit attributes of the event's answer to a span's
@@ -58,7 +59,7 @@ func TestARefresh(t *testing.T) {
 	}
 	caller.End()
 	e := h.rec.waitFor(t, dropboxsign.EventTokenRequest, 1)[0]
-	c := h.wantMetrics(map[string]float64{refreshOK: 1, refreshOKs: 1, connected: 1, refused: 0, dropped: 0})
+	c := h.wantMetrics(map[string]float64{refreshOK: 1, refreshOKs: 1, connected: 1, refused: 0, disconnected: 0, dropped: 0})
 	checkSpan(t, h.tokenSpans(1)[0], spanWant{name: refreshSpan, parent: caller.SpanContext(), event: e,
 		attrs: withRate(t, map[string]string{
 			"dropboxsign.token.operation": "refresh", "dropboxsign.account": "alice",
@@ -89,7 +90,7 @@ func TestA503ThenSuccess(t *testing.T) {
 		refreshOK: 1, refreshOKs: 1,
 		"dropboxsign.token.requests{dropboxsign.outcome=temporary,dropboxsign.token.operation=refresh,error.type=503}":         1,
 		"dropboxsign.token.request.duration{dropboxsign.outcome=temporary,dropboxsign.token.operation=refresh,error.type=503}": 1,
-		connected: 1, refused: 0, dropped: 0,
+		connected: 1, refused: 0, disconnected: 0, dropped: 0,
 	})
 	spans := h.tokenSpans(2)
 	checkSpan(t, spans[0], spanWant{name: refreshSpan, parent: caller.SpanContext(), event: failure, failed: true,
@@ -125,7 +126,7 @@ func TestARateLimit(t *testing.T) {
 	c := h.wantMetrics(map[string]float64{
 		"dropboxsign.token.requests{dropboxsign.outcome=rate_limited,dropboxsign.token.operation=refresh,error.type=exceeded_rate}":         1,
 		"dropboxsign.token.request.duration{dropboxsign.outcome=rate_limited,dropboxsign.token.operation=refresh,error.type=exceeded_rate}": 1,
-		connected: 1, refused: 0, dropped: 0,
+		connected: 1, refused: 0, disconnected: 0, dropped: 0,
 	})
 	checkSpan(t, h.tokenSpans(1)[0], spanWant{name: refreshSpan, parent: caller.SpanContext(), event: e, failed: true,
 		attrs: map[string]string{
@@ -160,7 +161,7 @@ func TestARefusalAndALogin(t *testing.T) {
 		"dropboxsign.token.requests{dropboxsign.outcome=reauthorize,dropboxsign.token.operation=refresh,error.type=invalid_grant}":         1,
 		"dropboxsign.token.request.duration{dropboxsign.outcome=reauthorize,dropboxsign.token.operation=refresh,error.type=invalid_grant}": 1,
 		"dropboxsign.account.refusals{}": 1,
-		connected:                        0, refused: 1, dropped: 0,
+		connected:                        0, refused: 1, disconnected: 0, dropped: 0,
 	})
 	checkSpan(t, h.tokenSpans(1)[0], spanWant{name: refreshSpan, parent: caller.SpanContext(), event: e, failed: true,
 		attrs: map[string]string{
@@ -183,7 +184,7 @@ func TestARefusalAndALogin(t *testing.T) {
 		"dropboxsign.token.requests{dropboxsign.outcome=success,dropboxsign.token.operation=exchange}":                                     1,
 		"dropboxsign.token.request.duration{dropboxsign.outcome=success,dropboxsign.token.operation=exchange}":                             1,
 		"dropboxsign.account.refusals{}": 1, "dropboxsign.account.logins{}": 1,
-		connected: 1, refused: 0, dropped: 0,
+		connected: 1, refused: 0, disconnected: 0, dropped: 0,
 	})
 	checkSpan(t, h.tokenSpans(2)[1], spanWant{name: "dropboxsign.token.exchange", parent: callback.SpanContext(), event: x,
 		attrs: withRate(t, map[string]string{
@@ -209,7 +210,7 @@ func TestAFailedSaveAndAStoreError(t *testing.T) {
 	caller.End()
 	h.rec.waitFor(t, dropboxsign.EventSaveFailed, 1)
 	e := h.rec.waitFor(t, dropboxsign.EventTokenRequest, 1)[0]
-	h.wantMetrics(map[string]float64{refreshOK: 1, refreshOKs: 1, "dropboxsign.token.save.failures{}": 1, connected: 1, refused: 0, dropped: 0})
+	h.wantMetrics(map[string]float64{refreshOK: 1, refreshOKs: 1, "dropboxsign.token.save.failures{}": 1, connected: 1, refused: 0, disconnected: 0, dropped: 0})
 	checkSpan(t, h.tokenSpans(1)[0], spanWant{name: refreshSpan, parent: caller.SpanContext(), event: e,
 		attrs: withRate(t, map[string]string{
 			"dropboxsign.token.operation": "refresh", "dropboxsign.account": "erin",
@@ -223,7 +224,7 @@ func TestAFailedSaveAndAStoreError(t *testing.T) {
 		t.Errorf("store failure %+v", e)
 	}
 	c := h.wantMetrics(map[string]float64{refreshOK: 1, refreshOKs: 1, "dropboxsign.token.save.failures{}": 1,
-		"dropboxsign.store.errors{dropboxsign.store.operation=load}": 1, connected: 2, refused: 0, dropped: 0})
+		"dropboxsign.store.errors{dropboxsign.store.operation=load}": 1, connected: 2, refused: 0, disconnected: 0, dropped: 0})
 	h.tokenSpans(1)
 	h.noSecrets(c)
 }
@@ -254,7 +255,7 @@ func TestAnInvalidation(t *testing.T) {
 	e := h.rec.waitFor(t, dropboxsign.EventTokenRequest, 1)[0]
 	c := h.wantMetrics(map[string]float64{
 		"dropboxsign.token.adoptions{}":     1, // the stored token, loaded for the first request
-		"dropboxsign.token.invalidations{}": 1, refreshOK: 1, refreshOKs: 1, connected: 1, refused: 0, dropped: 0})
+		"dropboxsign.token.invalidations{}": 1, refreshOK: 1, refreshOKs: 1, connected: 1, refused: 0, disconnected: 0, dropped: 0})
 	checkSpan(t, h.tokenSpans(1)[0], spanWant{name: refreshSpan, parent: caller.SpanContext(), event: e,
 		attrs: withRate(t, map[string]string{
 			"dropboxsign.token.operation": "refresh", "dropboxsign.account": "grace",
@@ -305,7 +306,7 @@ func TestAccountOptions(t *testing.T) {
 	c := h.wantMetrics(map[string]float64{
 		"dropboxsign.token.requests{dropboxsign.account=heidi,dropboxsign.outcome=success,dropboxsign.token.operation=refresh}":         1,
 		"dropboxsign.token.request.duration{dropboxsign.account=heidi,dropboxsign.outcome=success,dropboxsign.token.operation=refresh}": 1,
-		connected: 1, refused: 0, dropped: 0, // the gauges sum over accounts
+		connected: 1, refused: 0, disconnected: 0, dropped: 0, // the gauges sum over accounts
 	})
 	checkSpan(t, h.tokenSpans(1)[0], spanWant{name: refreshSpan, parent: caller.SpanContext(), event: e,
 		attrs: withRate(t, map[string]string{
@@ -323,9 +324,9 @@ func TestRegisterAccounts(t *testing.T) {
 	a.TokenSource("ivan")
 	b.TokenSource("ivan")
 	b.TokenSource("judy")
-	h.wantMetrics(map[string]float64{connected: 3, refused: 0, dropped: 0})
+	h.wantMetrics(map[string]float64{connected: 3, refused: 0, disconnected: 0, dropped: 0})
 	unregister()
-	h.wantMetrics(map[string]float64{connected: 1, refused: 0, dropped: 0})
+	h.wantMetrics(map[string]float64{connected: 1, refused: 0, disconnected: 0, dropped: 0})
 	h.obs.RegisterAccounts(nil)() // nothing to register, nothing to undo
 }
 

@@ -40,6 +40,6 @@ func TestAPlaintextToken(t *testing.T) {
 	h.rec.waitFor(t, dropboxsign.EventTokenRequest, 1)
 	c := h.wantMetrics(map[string]float64{
 		"dropboxsign.store.plaintext_tokens{}": 1,
-		refreshOK:                              1, refreshOKs: 1, connected: 1, refused: 0, dropped: 0})
+		refreshOK:                              1, refreshOKs: 1, connected: 1, refused: 0, disconnected: 0, dropped: 0})
 	h.noSecrets(c)
 }
