@@ -148,7 +148,8 @@ func TestDisconnectStopsAnotherReplicaWhenTheStoreTellsIt(t *testing.T) {
 }
 
 // A refresh under way at another replica when the account is disconnected
-// ends without storing or serving its token.
+// ends without storing or serving its token: its save meets the mark, even
+// at a replica that does not watch the store (a, here).
 func TestARefreshUnderWayWhenDisconnectedIsNeitherStoredNorServed(t *testing.T) {
 	p := newReplicaPair(t)
 	ctx := testContext(t)
@@ -159,13 +160,13 @@ func TestARefreshUnderWayWhenDisconnectedIsNeitherStoredNorServed(t *testing.T) 
 	release := p.srv.HoldTokenResponses()
 	done := make(chan error, 1)
 	go func() {
-		_, err := p.b.TokenSource("cy").TokenContext(ctx)
+		_, err := p.a.TokenSource("cy").TokenContext(ctx)
 		done <- err
 	}()
 	if err := p.srv.WaitTokenRequests(ctx, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.a.Disconnect(ctx, "cy"); err != nil {
+	if err := p.b.Disconnect(ctx, "cy"); err != nil {
 		t.Fatal(err)
 	}
 	release()
@@ -176,40 +177,41 @@ func TestARefreshUnderWayWhenDisconnectedIsNeitherStoredNorServed(t *testing.T) 
 	if _, err := p.mem.Load(ctx, "cy"); !errors.Is(err, dropboxsign.ErrDisconnected) {
 		t.Fatalf("the store holds %v; want the disconnection mark", err)
 	}
-	_, err := p.b.TokenSource("cy").TokenContext(ctx)
-	wantDisconnected(t, err, "replica b afterwards")
+	_, err := p.a.TokenSource("cy").TokenContext(ctx)
+	wantDisconnected(t, err, "replica a afterwards")
 }
 
 // A refresh under way in this process when Disconnect is called publishes
-// nothing, and stores nothing, even if it began from no token at all (the
-// account's first load).
+// nothing, even if its token reached the store before the disconnection
+// and the run began from no token at all (the account's first load).
 func TestARefreshUnderWayHereIsCutByDisconnect(t *testing.T) {
 	srv := newServer(t)
 	ctx := testContext(t)
-	store := dropboxsigntest.NewStore()
-	if err := store.Save(ctx, "di", nil, expired(srv.IssueToken())); err != nil {
+	mem := dropboxsigntest.NewStore()
+	if err := mem.Save(ctx, "di", nil, expired(srv.IssueToken())); err != nil {
 		t.Fatal(err)
 	}
-	a := dropboxsign.NewAccounts(ctx, srv.Config(), store)
-	release := srv.HoldTokenResponses()
+	held := &holdAfterSave{Store: mem, saved: make(chan struct{}), resume: make(chan struct{})}
+	// Not watching the store: the cut alone must stop the run (the store's
+	// news would too, when it comes).
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), &hookedStore{Store: held})
+	held.arm()
 	done := make(chan error, 1)
 	go func() {
 		_, err := a.TokenSource("di").TokenContext(ctx)
 		done <- err
 	}()
-	if err := srv.WaitTokenRequests(ctx, 1); err != nil {
-		t.Fatal(err)
-	}
+	<-held.saved // the new token is stored; the run has not published it
 	if err := a.Disconnect(ctx, "di"); err != nil {
 		t.Fatal(err)
 	}
-	release()
+	close(held.resume)
 	if err := <-done; err == nil {
 		t.Fatal("the caller that waited got a token of a disconnected account")
 	}
 	_, err := a.TokenSource("di").TokenContext(ctx)
 	wantDisconnected(t, err, "the next call")
-	if _, err := store.Load(ctx, "di"); !errors.Is(err, dropboxsign.ErrDisconnected) {
+	if _, err := mem.Load(ctx, "di"); !errors.Is(err, dropboxsign.ErrDisconnected) {
 		t.Fatalf("the store holds %v; want the disconnection mark", err)
 	}
 }
@@ -544,4 +546,79 @@ func (l *losingStore) Disconnect(ctx context.Context, key string) error {
 
 func (l *losingStore) Forget(ctx context.Context, key string, before time.Time) error {
 	return l.cur().Forget(ctx, key, before)
+}
+
+// A refresh whose token reached the store just before the disconnection,
+// and whose run ends after the store told this replica of it, does not
+// serve its token: the store's news outlives the run.
+func TestARunEndingAfterTheStoresNewsDoesNotServe(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	mem := dropboxsigntest.NewStore()
+	held := &holdAfterSave{Store: mem, saved: make(chan struct{}), resume: make(chan struct{})}
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), mem, dropboxsign.AsAnotherProcess())
+	rec := newRecorder()
+	b := dropboxsign.NewAccounts(ctx, srv.Config(), held, dropboxsign.AsAnotherProcess(), dropboxsign.WithObserver(rec))
+	if err := mem.Save(ctx, "max", nil, expired(srv.IssueToken())); err != nil {
+		t.Fatal(err)
+	}
+	held.arm()
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.TokenSource("max").TokenContext(ctx)
+		done <- err
+	}()
+	<-held.saved // b's new token is stored; its run has not published it
+	if err := a.Disconnect(ctx, "max"); err != nil {
+		t.Fatal(err)
+	}
+	// b's watch reports the change; once b has handled it, let the run end.
+	until(t, ctx, "replica b hears of the change", func() bool { return b.Stats().Held == 1 && held.watched() })
+	close(held.resume)
+	<-done // the caller that waited got the run's token: it was handed out before the news
+	_, err := b.TokenSource("max").TokenContext(ctx)
+	wantDisconnected(t, err, "replica b's next call")
+}
+
+// holdAfterSave holds the first Save of a new token (not a spending mark),
+// once it has succeeded, until resume is closed; it counts the changes its
+// watch reports.
+type holdAfterSave struct {
+	*dropboxsigntest.Store
+	on            bool
+	mu            sync.Mutex
+	saved, resume chan struct{}
+	reports       int
+}
+
+func (h *holdAfterSave) arm() { h.mu.Lock(); h.on = true; h.mu.Unlock() }
+
+func (h *holdAfterSave) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
+	err := h.Store.Save(ctx, key, prev, t)
+	h.mu.Lock()
+	hold := err == nil && h.on && !spendMark(t)
+	if hold {
+		h.on = false
+	}
+	h.mu.Unlock()
+	if hold {
+		close(h.saved)
+		<-h.resume
+	}
+	return err
+}
+
+func (h *holdAfterSave) Watch(ctx context.Context, poll time.Duration, report func(dropboxsign.Change)) {
+	h.Store.Watch(ctx, poll, func(c dropboxsign.Change) {
+		report(c) // handled (the account rechecks) before it is counted
+		h.mu.Lock()
+		h.reports++
+		h.mu.Unlock()
+	})
+}
+
+func (h *holdAfterSave) watched() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.reports > 0
 }
