@@ -58,8 +58,8 @@ type Sealer struct {
 // ErrPlaintextToken is what a Sealer that refuses plaintext
 // ([Sealer.RefusePlaintext]) returns for a token in plain JSON; stores
 // wrap it, naming themselves and the key. The token is not used. A new login
-// ([Accounts.Login]) replaces the record, with every store of this
-// repository (they are [Replacer]s); an operator who finds many should ask
+// ([Accounts.Login]) replaces the record ([Store.Replace]); an operator who
+// finds many should ask
 // why: a replica without keys still writing plain JSON, strict mode turned
 // on before every token was sealed, or someone writing to the store.
 var ErrPlaintextToken = errors.New("dropboxsign: the stored token is in plain JSON, which this Sealer refuses (RefusePlaintext): stored before encryption was turned on, written by a replica without keys, or planted; a new login replaces it")
