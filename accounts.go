@@ -407,9 +407,9 @@ func (a *Accounts) Stats() AccountsStats {
 	return st
 }
 
-// Shutdown stops new refreshes and logins, and waits until those under way
-// have ended and their tokens are stored, or until ctx ends (it then
-// returns ctx's error). A token whose save failed earlier and awaits its
+// Shutdown stops the watch of the store's changes, and new refreshes and
+// logins, and waits until those under way have ended and their tokens are
+// stored, or until ctx ends (it then returns ctx's error). A token whose save failed earlier and awaits its
 // retry is saved once more, at once: if that fails too, Shutdown returns
 // an error naming each such account (a [*SaveError] for each), since the
 // token, whose refresh token may be the only valid one, dies with the
