@@ -182,7 +182,8 @@ func (s *Store) Lock(ctx context.Context, key string) (func(), error) {
 	return func() { once.Do(func() { <-ch }) }, nil
 }
 
-// Keys yields every key that holds a token or a refusal mark.
+// Keys yields every key that holds a token, a refusal mark or a
+// disconnection mark.
 func (s *Store) Keys(context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
 		for key := range s.snapshot() {

@@ -19,8 +19,17 @@ import (
 
 // Run runs the conformance tests against the stores newStore returns; each
 // call must return a store that shares nothing with earlier ones, or at
-// least uses keys that no earlier test used.
-func Run(t *testing.T, newStore func(t *testing.T) dropboxsign.Store) {
+// least uses keys that no earlier test used. opts give the suite what it
+// cannot learn through the Store interface ([WithRaw], [WithPeer]); a
+// store's test gives those that are easy for it to give.
+//
+// The Watch tests count the process's goroutines: run the suite in a test
+// that is not parallel with others (no t.Parallel).
+func Run(t *testing.T, newStore func(t *testing.T) dropboxsign.Store, opts ...Option) {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
 	t.Run("LoadSaveCompareAndSwap", func(t *testing.T) { testCAS(t, newStore(t)) })
 	t.Run("ConcurrentSavesOneWinner", func(t *testing.T) { testConcurrentSaves(t, newStore(t)) })
 	t.Run("LockExcludes", func(t *testing.T) { testLock(t, newStore(t)) })
@@ -28,6 +37,9 @@ func Run(t *testing.T, newStore func(t *testing.T) dropboxsign.Store) {
 	t.Run("RefusalMark", func(t *testing.T) { testRefusal(t, newStore(t)) })
 	t.Run("RefusalRacesSave", func(t *testing.T) { testRefusalRace(t, newStore(t)) })
 	t.Run("Replace", func(t *testing.T) { testReplace(t, newStore(t)) })
+	t.Run("Disconnect", func(t *testing.T) { testDisconnect(t, newStore(t), c.raw) })
+	t.Run("DisconnectRacesSaves", func(t *testing.T) { testDisconnectRace(t, newStore(t)) })
+	t.Run("Forget", func(t *testing.T) { testForget(t, newStore(t)) })
 	t.Run("Lister", func(t *testing.T) {
 		s := newStore(t)
 		l, ok := s.(dropboxsign.Lister)
@@ -36,6 +48,57 @@ func Run(t *testing.T, newStore func(t *testing.T) dropboxsign.Store) {
 		}
 		testLister(t, l)
 	})
+	t.Run("Watch", func(t *testing.T) {
+		s := newStore(t)
+		if _, ok := s.(dropboxsign.Watcher); !ok {
+			t.Skipf("%T is not a Watcher", s)
+		}
+		var peer dropboxsign.Store
+		if c.peer != nil {
+			peer = c.peer(t, s)
+		}
+		testWatch(t, s, peer)
+	})
+	t.Run("WatchEnds", func(t *testing.T) {
+		s := newStore(t)
+		w, ok := s.(dropboxsign.Watcher)
+		if !ok {
+			t.Skipf("%T is not a Watcher", s)
+		}
+		testWatchEnds(t, w)
+	})
+}
+
+// An Option gives [Run] what it cannot learn through the Store interface.
+type Option func(*config)
+
+type config struct {
+	raw  func(s dropboxsign.Store, key string) []byte
+	peer func(t *testing.T, s dropboxsign.Store) dropboxsign.Store
+}
+
+// WithRaw lets the suite look inside a store: raw returns the bytes that s
+// keeps for key, as they are at rest (FileStore: the file; a database: the
+// row, every column, as text), or nil when it has nothing for key. More
+// than key's record (every file of the directory, say) is fine too. The
+// suite checks that after a Disconnect no piece of the grant is left
+// there: no part of the access or refresh token, no SHA-256 of them. In a
+// store that seals tokens the check sees no token in the clear even before
+// the Disconnect, and so proves little: run the suite on the store
+// unsealed too. Without WithRaw the suite skips this check, and the
+// store's own tests must make it.
+func WithRaw(raw func(s dropboxsign.Store, key string) []byte) Option {
+	return func(c *config) { c.raw = raw }
+}
+
+// WithPeer gives the suite a second handle on the backend of a store that
+// newStore returned, opened as another process would open it (FileStore:
+// NewFileStore on the same directory; Redis: a store of another client
+// with the same prefix): the Watch test then checks that a watch on
+// either handle reports the changes made through the other. Without it,
+// the suite watches and writes through the one handle.
+func WithPeer(peer func(t *testing.T, s dropboxsign.Store) dropboxsign.Store) Option {
+	return func(c *config) { c.peer = peer }
 }
 
 func ctxFor(t *testing.T) context.Context {
@@ -264,22 +327,40 @@ func testRefusalRace(t *testing.T, s dropboxsign.Store) {
 	}
 }
 
+// testLister: Keys lists every key that holds a token or a mark, Refused
+// the refusal marks only, Disconnected the disconnection marks only (over a
+// token, a refusal mark or nothing), each once.
 func testLister(t *testing.T, l dropboxsign.Lister) {
 	ctx := ctxFor(t)
-	want := map[string]bool{} // key → refused
-	for i, k := range []string{"", "a", "b/c", "d:e", "ünï", "refused-1", "refused-2"} {
+	const (
+		held         = "token"
+		refused      = "refused"
+		disconnected = "disconnected"
+	)
+	want := map[string]string{} // key → what it holds
+	for i, k := range []string{"", "a", "b/c", "d:e", "ünï", "refused-1", "refused-2", "disc-token", "disc-refused"} {
 		if err := l.Save(ctx, k, nil, token(i)); err != nil {
 			t.Fatal(err)
 		}
-		want[k] = false
-		if strings.HasPrefix(k, "refused") {
+		want[k] = held
+		if strings.HasPrefix(k, "refused") || k == "disc-refused" {
 			if err := l.MarkRefused(ctx, k, token(i)); err != nil {
 				t.Fatal(err)
 			}
-			want[k] = true
+			want[k] = refused
+		}
+		if strings.HasPrefix(k, "disc-") {
+			if err := l.Disconnect(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+			want[k] = disconnected
 		}
 	}
-	got := map[string]bool{}
+	if err := l.Disconnect(ctx, "disc-nothing"); err != nil {
+		t.Fatal(err)
+	}
+	want["disc-nothing"] = disconnected
+	got := map[string]string{}
 	for k, err := range l.Keys(ctx) {
 		if err != nil {
 			t.Fatal(err)
@@ -287,19 +368,31 @@ func testLister(t *testing.T, l dropboxsign.Lister) {
 		if _, dup := got[k]; dup {
 			t.Errorf("Keys yielded %q twice", k)
 		}
-		got[k] = false
+		got[k] = held
 	}
 	for r, err := range l.Refused(ctx) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, known := got[r.Key]; !known || got[r.Key] || r.Since.IsZero() {
-			t.Errorf("Refused yielded %+v: unknown, twice, or without a time", r)
+		if got[r.Key] != held || r.Since.IsZero() {
+			t.Errorf("Refused yielded %+v: a key Keys did not yield, yielded twice or as disconnected, or without a time", r)
 		}
-		got[r.Key] = true
+		got[r.Key] = refused
+	}
+	for d, err := range l.Disconnected(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d == nil {
+			t.Fatal("Disconnected yielded nil with no error")
+		}
+		if got[d.Key] != held || d.Since.IsZero() {
+			t.Errorf("Disconnected yielded %+v: a key Keys did not yield, yielded twice or as refused, or without a time", d)
+		}
+		got[d.Key] = disconnected
 	}
 	if !maps.Equal(got, want) {
-		t.Errorf("listed %v, want %v (key → refused)", got, want)
+		t.Errorf("listed %v, want %v (key → what it holds)", got, want)
 	}
 	n := 0
 	for range l.Keys(ctx) {
@@ -308,6 +401,18 @@ func testLister(t *testing.T, l dropboxsign.Lister) {
 	}
 	if n != 1 {
 		t.Errorf("an early break yielded %d keys", n)
+	}
+	n = 0
+	for range l.Refused(ctx) {
+		n++
+		break
+	}
+	for range l.Disconnected(ctx) {
+		n++
+		break
+	}
+	if n != 2 {
+		t.Errorf("early breaks from Refused and Disconnected yielded %d marks, want 1 each", n)
 	}
 }
 
