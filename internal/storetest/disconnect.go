@@ -336,7 +336,7 @@ func testForget(t *testing.T, s dropboxsign.Store) {
 // replica makes a bounded number of tries a round: the disconnection comes
 // after the first saves, while they go on.
 func testDisconnectRace(t *testing.T, s dropboxsign.Store) {
-	const rounds, savers, tries = 20, 4, 25
+	const rounds, savers, tries = 12, 4, 20
 	base, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	total, after := 0, 0
