@@ -40,6 +40,10 @@ func (s *settings) explain(err error, conf *oauth2.Config, timeout time.Duration
 	if errors.As(err, &refused) {
 		return s.refused(refused)
 	}
+	var disconnected *dropboxsign.DisconnectedError
+	if errors.As(err, &disconnected) { // disconnected while print ran
+		return s.disconnected(disconnected)
+	}
 	if dropboxsign.Classify(err) == dropboxsign.Reauthorize {
 		return s.mustLogin("account %s must be authorized again: run '%s'\n(%v)", shellWord(s.account), s.loginCommand(), err)
 	}

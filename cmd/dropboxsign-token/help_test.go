@@ -73,7 +73,7 @@ func TestHelpShowsEachFlagOnceWithOneDefault(t *testing.T) {
 		t.Errorf("status -h: the flags are not exactly -dir, -json, -show-secrets:\n%s", errOut)
 	}
 	flagLine := regexp.MustCompile(`^  -([a-z-]+)`)
-	for _, cmd := range []string{"login", "print", "status", "fake", "demo"} {
+	for _, cmd := range []string{"login", "print", "status", "disconnect", "forget", "fake", "demo"} {
 		out, errOut, code := c.run(cmd, "-h")
 		if code != 0 || out != "" || !strings.HasPrefix(errOut, "Usage: dropboxsign-token "+cmd+" [flags]\n\n") {
 			t.Errorf("%s -h: exit %d, stdout %q, stderr:\n%s", cmd, code, out, errOut)
@@ -98,7 +98,7 @@ func TestHelpShowsEachFlagOnceWithOneDefault(t *testing.T) {
 	}
 	out, errOut, code := c.run("-h")
 	if code != 0 || out != "" || !strings.HasPrefix(errOut, "Usage: dropboxsign-token <command> [flags]\n") ||
-		!strings.Contains(errOut, "\n  fake     serve a fake Dropbox Sign") || !strings.Contains(errOut, "Exit codes: 0 success, 1 failure, 2 usage error, 3 ") {
+		!regexpLine(errOut, `^  fake +serve a fake Dropbox Sign`) || !regexpLine(errOut, `^  disconnect +disconnect an account`) || !strings.Contains(errOut, "Exit codes: 0 success, 1 failure, 2 usage error, 3 ") {
 		t.Errorf("-h: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
 	}
 }

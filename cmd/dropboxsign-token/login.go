@@ -17,10 +17,10 @@ import (
 func runLogin(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("login", "Authorizes an account: prints Dropbox Sign's authorize URL, waits for the\n"+
 		"redirect to a loopback callback, checks its state, exchanges the code and\n"+
-		"stores the token (file mode 0600), replacing the account's token or refusal.\n"+
-		"A callback with another state (a stale tab, a forged request) is refused, and\n"+
-		"login keeps waiting for its own. The API app's callback URL must be\n"+
-		"http://<listen><callback-path>. Everything it says goes to stderr.", stderr)
+		"stores the token (file mode 0600), replacing the account's token, refusal or\n"+
+		"disconnection. A callback with another state (a stale tab, a forged request)\n"+
+		"is refused, and login keeps waiting for its own. The API app's callback URL\n"+
+		"must be http://<listen><callback-path>. Everything it says goes to stderr.", stderr)
 	s := newSettings(fs)
 	s.accountFlag()
 	s.dirFlag()
@@ -97,11 +97,21 @@ func runLogin(args []string, stdout, stderr io.Writer) error {
 	}
 	// Replace whatever was stored for the account, with compare-and-swap
 	// against what we read, so a concurrent refresh is never undone unseen.
+	// A disconnection mark no save writes over: Replace does, and tells
+	// the processes that watch the directory that the account is back.
 	for range 3 {
 		prev, err := store.Load(ctx, s.account)
 		var refused *dropboxsign.RefusedError
+		var disconnected *dropboxsign.DisconnectedError
 		switch {
 		case err == nil, errors.Is(err, dropboxsign.ErrNotFound):
+		case errors.As(err, &disconnected):
+			if err := store.Replace(ctx, s.account, tok); err != nil {
+				return fmt.Errorf("storing the token: %w", err)
+			}
+			fmt.Fprintf(stderr, "Authorized. Account %s, disconnected%s, is connected again: its token is stored in %s (it expires %s).\nPrint it with: %s\n",
+				shellWord(s.account), on(disconnected.Since), store.Path(s.account), tok.Expiry.Local().Format(time.DateTime), s.command("print"))
+			return nil
 		case errors.As(err, &refused):
 			prev = nil // a new login replaces the refusal
 		default:

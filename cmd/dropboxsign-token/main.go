@@ -3,7 +3,9 @@
 //
 //	dropboxsign-token login            # authorize an account in the browser, store its token
 //	dropboxsign-token print            # print a valid access token (refreshing it if needed)
-//	dropboxsign-token status           # list stored accounts, their expiry and refusals
+//	dropboxsign-token status           # list stored accounts, their expiry, refusals and disconnections
+//	dropboxsign-token disconnect       # disconnect an account: erase its tokens, for good
+//	dropboxsign-token forget           # erase a disconnected account's mark, once it is old enough
 //	dropboxsign-token fake             # serve a fake Dropbox Sign to try the three above
 //	dropboxsign-token demo             # the whole flow against a local fake, no account needed
 //
@@ -53,7 +55,9 @@ type command struct {
 var commands = []command{
 	{"login", "authorize an account in the browser and store its token", runLogin},
 	{"print", "print a valid access token for an account, and nothing else", runPrint},
-	{"status", "list stored accounts: expiry, last save, refusals", runStatus},
+	{"status", "list stored accounts: expiry, last save, refusals, disconnections", runStatus},
+	{"disconnect", "disconnect an account: erase its tokens, and keep them from coming back", runDisconnect},
+	{"forget", "erase a disconnected account's mark, once it is old enough", runForget},
 	{"fake", "serve a fake Dropbox Sign on loopback, to try the commands above", runFake},
 	{"demo", "run the whole OAuth flow against a fake, with checks", runDemo},
 }
@@ -108,8 +112,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: dropboxsign-token <command> [flags]")
 	fmt.Fprintln(w, "\nCommands:")
+	width := 0
 	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		width = max(width, len(c.name))
+	}
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'dropboxsign-token <command> -h' for a command's flags.")
 	fmt.Fprintln(w, "No Dropbox Sign app yet? Run 'dropboxsign-token fake' and follow what it prints.")

@@ -39,9 +39,12 @@ func runPrint(args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	// Saying at once what is missing beats a token source's generic error.
 	var refused *dropboxsign.RefusedError
+	var disconnected *dropboxsign.DisconnectedError
 	switch _, err := store.Load(ctx, s.account); {
 	case errors.Is(err, dropboxsign.ErrNotFound):
 		return s.mustLogin("no token stored for account %s in %s: run '%s'", shellWord(s.account), dir, s.loginCommand())
+	case errors.As(err, &disconnected):
+		return s.disconnected(disconnected)
 	case errors.As(err, &refused):
 		return s.refused(refused)
 	case err != nil:

@@ -16,10 +16,11 @@ import (
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", "Lists every stored account: when its token expires, when it was last saved,\n"+
-		"whether it has a refresh token, and which accounts await a new login because\n"+
-		"Dropbox Sign refused their grant (since when). It reads the token directory\n"+
-		"only: it makes no request and creates nothing. Secrets are shown only with\n"+
-		"-show-secrets. Exit code 1 if an account's file cannot be read.", stderr)
+		"whether it has a refresh token, which accounts await a new login because\n"+
+		"Dropbox Sign refused their grant, and which were disconnected by the app\n"+
+		"(disconnect), since when. It reads the token directory only: it makes no\n"+
+		"request and creates nothing. Secrets are shown only with -show-secrets.\n"+
+		"Exit code 1 if an account's file cannot be read.", stderr)
 	s := newSettings(fs)
 	s.dirFlag()
 	asJSON := fs.Bool("json", false, "print JSON for scripts (its shape is in docs/cli.md)")
@@ -54,20 +55,21 @@ type statusList struct {
 	Dir      string          `json:"dir"`
 	Accounts []statusAccount `json:"accounts"` // sorted by key; [] when none
 
-	login func(key string) string // the login command for an account
+	command func(name, key string) string // the command line of name for an account, with the flags status was given
 }
 
 // statusAccount is one account. Times are UTC, RFC 3339, whole seconds;
 // null when unknown.
 type statusAccount struct {
-	Key             string    `json:"key"`
-	Expires         *jsonTime `json:"expires"`                 // the access token's expiry; null: none given, or refused
-	SavedAt         *jsonTime `json:"saved_at"`                // when the token was stored; null for a refusal mark
-	HasRefreshToken bool      `json:"has_refresh_token"`       // false: it cannot be refreshed
-	RefusedSince    *jsonTime `json:"refused_since"`           // non-null: the account must log in again
-	Error           string    `json:"error,omitempty"`         // the account's file cannot be read
-	AccessToken     string    `json:"access_token,omitempty"`  // with -show-secrets only
-	RefreshToken    string    `json:"refresh_token,omitempty"` // with -show-secrets only
+	Key               string    `json:"key"`
+	Expires           *jsonTime `json:"expires"`                 // the access token's expiry; null: none given, refused or disconnected
+	SavedAt           *jsonTime `json:"saved_at"`                // when the token was stored; null for a refusal or disconnection mark
+	HasRefreshToken   bool      `json:"has_refresh_token"`       // false: it cannot be refreshed
+	RefusedSince      *jsonTime `json:"refused_since"`           // non-null: Dropbox Sign refused the grant; the account must log in again
+	DisconnectedSince *jsonTime `json:"disconnected_since"`      // non-null: the app disconnected the account; its tokens are erased
+	Error             string    `json:"error,omitempty"`         // the account's file cannot be read
+	AccessToken       string    `json:"access_token,omitempty"`  // with -show-secrets only
+	RefreshToken      string    `json:"refresh_token,omitempty"` // with -show-secrets only
 }
 
 // jsonTime marshals as RFC 3339 in UTC, in whole seconds.
@@ -88,9 +90,9 @@ func newJSONTime(t time.Time) *jsonTime {
 // does not exist holds none, and is not created.
 func listAccounts(s *settings, secrets bool) (*statusList, error) {
 	store, dir, err := s.openStore(false)
-	list := &statusList{Dir: dir, Accounts: []statusAccount{}, login: func(key string) string {
+	list := &statusList{Dir: dir, Accounts: []statusAccount{}, command: func(name, key string) string {
 		s.account = key
-		return s.loginCommand()
+		return s.command(name)
 	}}
 	if errors.Is(err, errNoDir) {
 		return list, nil
@@ -111,9 +113,15 @@ func listAccounts(s *settings, secrets bool) (*statusList, error) {
 		a := statusAccount{Key: key}
 		tok, err := store.Load(ctx, key)
 		var refused *dropboxsign.RefusedError
+		var disconnected *dropboxsign.DisconnectedError
 		switch {
 		case errors.Is(err, dropboxsign.ErrNotFound):
 			continue // removed since it was listed
+		case errors.As(err, &disconnected):
+			a.DisconnectedSince = newJSONTime(disconnected.Since)
+			if a.DisconnectedSince == nil { // a mark without a time still is one
+				a.DisconnectedSince = &jsonTime{}
+			}
 		case errors.As(err, &refused):
 			a.RefusedSince = newJSONTime(refused.Since)
 			if a.RefusedSince == nil { // a mark without a time still is one
@@ -163,7 +171,10 @@ func (l *statusList) writeText(out io.Writer, secrets bool, now time.Time) error
 			if !a.RefusedSince.IsZero() {
 				since = " since " + a.RefusedSince.Local().Format(time.DateTime) + " (" + ago(now.Sub(a.RefusedSince.Time)) + ")"
 			}
-			todo = append(todo, fmt.Sprintf("%s: awaits re-authorization%s: Dropbox Sign refused its grant; run '%s'", key, since, l.login(a.Key)))
+			todo = append(todo, fmt.Sprintf("%s: awaits re-authorization%s: Dropbox Sign refused its grant; run '%s'", key, since, l.command("login", a.Key)))
+		case a.DisconnectedSince != nil:
+			state, expires, refresh = "disconnected", "-", "-"
+			todo = append(todo, disconnectedLine(key, a.DisconnectedSince.Time, now, l.command("login", a.Key), l.command("forget", a.Key)))
 		default:
 			if a.Expires != nil {
 				expires = a.Expires.Local().Format(time.DateTime) + " (" + relative(a.Expires.Sub(now)) + ")"
@@ -177,7 +188,7 @@ func (l *statusList) writeText(out io.Writer, secrets bool, now time.Time) error
 			if a.HasRefreshToken {
 				refresh = "yes"
 			} else if state == "expired" {
-				todo = append(todo, fmt.Sprintf("%s: expired and has no refresh token; run '%s'", key, l.login(a.Key)))
+				todo = append(todo, fmt.Sprintf("%s: expired and has no refresh token; run '%s'", key, l.command("login", a.Key)))
 			}
 		}
 		line := strings.Join([]string{key, state, expires, saved, refresh}, "\t")
@@ -198,6 +209,21 @@ func (l *statusList) writeText(out io.Writer, secrets bool, now time.Time) error
 		}
 	}
 	return nil
+}
+
+// disconnectedLine is status's line for an account the app disconnected at
+// since (zero if the mark does not say): nothing awaits a login, and the
+// mark may be erased with forget once it is dropboxsign.ForgetAfter old.
+func disconnectedLine(key string, since, now time.Time, login, forget string) string {
+	if since.IsZero() {
+		return fmt.Sprintf("%s: disconnected by the app (its mark has no time): its tokens are erased; '%s' connects it again", key, login)
+	}
+	line := fmt.Sprintf("%s: disconnected by the app on %s (%s): its tokens are erased; '%s' connects it again; ",
+		key, since.Local().Format(time.DateTime), ago(now.Sub(since)), login)
+	if erasable := since.Add(dropboxsign.ForgetAfter); now.Before(erasable) {
+		return line + fmt.Sprintf("'%s' erases its mark from %s", forget, erasable.Local().Format(time.DateTime))
+	}
+	return line + fmt.Sprintf("its mark may be erased now: run '%s'", forget)
 }
 
 // relative says when something in d happens: "in 59m59s", "1m0s ago".

@@ -206,7 +206,7 @@ func statusJSON(t *testing.T, c *cli, args ...string) statusList {
 	if err := json.Unmarshal([]byte(out), &list); err != nil || list.Accounts == nil {
 		t.Fatalf("%v: exit %d, stderr %q, not the JSON shape (%v):\n%s", args, code, errOut, err, out)
 	}
-	required := []string{"key", "expires", "saved_at", "has_refresh_token", "refused_since"}
+	required := []string{"key", "expires", "saved_at", "has_refresh_token", "refused_since", "disconnected_since"}
 	optional := []string{"error", "access_token", "refresh_token"}
 	for _, a := range list.Accounts {
 		for _, k := range required {
