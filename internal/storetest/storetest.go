@@ -437,6 +437,18 @@ func (c *Counting) Locks() int64 { return c.locks.Load() }
 // Marks returns how many MarkRefused calls were made.
 func (c *Counting) Marks() int64 { return c.marks.Load() }
 
+// Watch watches the wrapped store if it is a Watcher (uncounted: a watch
+// is one long call, not a round trip per change); otherwise it reports
+// nothing until ctx ends. So an Accounts over a Counting store hears of
+// changes as it would over the store itself.
+func (c *Counting) Watch(ctx context.Context, poll time.Duration, report func(dropboxsign.Change)) {
+	if w, ok := c.Store.(dropboxsign.Watcher); ok {
+		w.Watch(ctx, poll, report)
+		return
+	}
+	<-ctx.Done()
+}
+
 // Load counts, then loads.
 func (c *Counting) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	c.loads.Add(1)
