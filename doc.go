@@ -77,6 +77,26 @@
 // error for which [Classify] says Reauthorize, until the user logs in
 // again, and [Accounts.Refused] lists such accounts.
 //
+// # Connections
+//
+// An account's connection lives in the store: a key holds nothing (never
+// connected), a token (connected), a refusal mark (Dropbox Sign refused
+// the grant) or a disconnection mark (the app disconnected it), and
+// [Accounts.Connection] reads which, for the app's settings page. When the
+// user clicks "Disconnect" or deletes their account, [Accounts.Disconnect]
+// replaces their tokens with a disconnection mark: this process stops
+// using the grant at once, every other replica when the store tells it
+// (see [Watcher]), and no replica writes the grant back; calls for the
+// account then fail with a [*DisconnectedError] (errors.Is
+// [ErrDisconnected]), and calls for one with nothing stored with an error
+// matching [ErrNotConnected]; [Classify] says Reauthorize for both. The
+// mark holds the key and a time, no token: [Accounts.Forget] erases it
+// once it is [ForgetAfter] old, and [Accounts.Disconnected] lists the
+// marks. A new [Accounts.Login] connects the account again. Dropbox Sign
+// has no endpoint to revoke a grant: the last access token stays valid
+// there until it expires, unused. docs/connections.md in the repository
+// follows a connection from connect to erase.
+//
 // # Many processes
 //
 // With a [Store] ([WithStore] for one source; every [Accounts] has one),
@@ -95,6 +115,13 @@
 // until that save replaces the mark, and replicas that read the mark
 // meanwhile report a refusal until they read the store again, a second
 // later.
+//
+// Disconnections and new logins are pushed: a store that is a [Watcher]
+// (every store of this repository is one) tells every process which
+// accounts changed, at once, or within [WithWatchPoll] when its push is
+// down, and each replica that holds such an account reads the store again
+// before serving it. docs/stores.md says what a Store written elsewhere
+// must do.
 //
 // # Testing
 //
