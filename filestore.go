@@ -21,10 +21,28 @@ import (
 )
 
 // FileStore is a [Store] that keeps each key's token in a JSON file of its
-// own in one directory, for the processes of one machine. Files are written
-// atomically (a temporary file, fsync, rename, fsync of the directory) with
-// mode 0600; processes coordinate with advisory locks (flock) on a lock file
-// per key, which the kernel releases when a process dies.
+// own in one directory, for the processes of one machine. A key's file holds
+// its token (in plain JSON, or sealed: see [WithSealer]), or a mark: a
+// refusal mark or a disconnection mark, which hold the key and a time and
+// nothing of the grant. Files are written atomically (a temporary file,
+// fsync, rename, fsync of the directory) with mode 0600; processes
+// coordinate with advisory locks (flock) on a lock file per key, which the
+// kernel releases when a process dies.
+//
+// Changes reach the other processes through a journal in the same
+// directory (named %changes, which no key's file can be): Disconnect and
+// Replace append the key to it once the key's file is durable, before they
+// return. [FileStore.Watch] checks it with one stat every 50 ms (the cost,
+// per watching process), so that a change reaches every process of the
+// machine within about 50 ms, and reads it from where it left off. The
+// journal is bounded: past 256 KiB a writer moves it aside (%changes.1) and
+// starts a new one; a watcher that finds a generation it could not read
+// reports Change{All: true}. It is not fsync'd: only running processes read
+// it, and after a crash of the machine every watcher starts anew.
+//
+// [FileStore.Forget] removes what the store kept of a key: its file, its
+// lock files (when no process holds them) and, if the journal names the
+// key, the journal (watchers then report All once).
 //
 // What it requires, and why:
 //
@@ -152,13 +170,18 @@ func (f *FileStore) openDir() (*os.Root, error) {
 	return root, nil
 }
 
-// fileRecord is what a token file holds: a token, or a refusal mark.
+// fileRecord is what a token file holds: a token, a refusal mark, or a
+// disconnection mark. Records written before disconnection marks existed
+// read as they did.
 type fileRecord struct {
 	Key       string        `json:"key"`
 	Token     *oauth2.Token `json:"token,omitempty"`      // in plain JSON
 	Sealed    []byte        `json:"sealed,omitempty"`     // or sealed (see WithSealer)
 	RefusedAt *time.Time    `json:"refused_at,omitempty"` // the grant was refused: no token
-	SavedAt   time.Time     `json:"saved_at"`
+	// DisconnectedAt: the app disconnected the key (Disconnect): no token,
+	// and whatever else the file holds is ignored.
+	DisconnectedAt *time.Time `json:"disconnected_at,omitempty"`
+	SavedAt        time.Time  `json:"saved_at"`
 }
 
 // Path returns the file that holds key's token, in the real directory.
@@ -168,13 +191,17 @@ func (f *FileStore) Path(key string) string {
 
 func fileName(key string) string { return escapeKey(key) + ".json" }
 
-// Load returns the token stored under key, ErrNotFound, or a
-// *RefusedError for a key marked refused. A file that cannot be read as
-// key's token is an error that names it.
+// Load returns the token stored under key, ErrNotFound, a *RefusedError
+// for a key marked refused, or a *DisconnectedError for a key marked
+// disconnected. A file that cannot be read as key's token or mark is an
+// error that names it.
 func (f *FileStore) Load(_ context.Context, key string) (*oauth2.Token, error) {
 	rec, err := f.read(key)
 	if err != nil {
 		return nil, err
+	}
+	if rec.DisconnectedAt != nil {
+		return nil, &DisconnectedError{Key: key, Since: *rec.DisconnectedAt}
 	}
 	if rec.RefusedAt != nil {
 		return nil, &RefusedError{Key: key, Since: *rec.RefusedAt}
@@ -182,7 +209,7 @@ func (f *FileStore) Load(_ context.Context, key string) (*oauth2.Token, error) {
 	return rec.Token, nil
 }
 
-// SavedAt returns when key's token was last saved.
+// SavedAt returns when key's file was last written (its token, or mark).
 func (f *FileStore) SavedAt(key string) (time.Time, error) {
 	rec, err := f.read(key)
 	if err != nil {
@@ -211,6 +238,11 @@ func (f *FileStore) readIn(root *os.Root, key string) (*fileRecord, error) {
 	if rec.Key != key {
 		return nil, fmt.Errorf("dropboxsign: FileStore: %s holds the token of another key, whose file is %s (copied or renamed?): move it back, or remove it and log in again for this key",
 			f.path(name), fileName(rec.Key))
+	}
+	if rec.DisconnectedAt != nil {
+		// A mark: nothing of a grant is used, whatever else is there.
+		rec.Token, rec.Sealed, rec.RefusedAt = nil, nil, nil
+		return rec, nil
 	}
 	switch {
 	case rec.Sealed != nil:
@@ -274,8 +306,11 @@ var errReplacedWhileOpening = errors.New("changed while it was being opened")
 
 func (f *FileStore) openOnce(root *os.Root, name string, flag int) (*os.File, error) {
 	fix := "remove it and log in again" // a token file
-	if strings.HasSuffix(name, ".lock") {
+	switch {
+	case strings.HasSuffix(name, ".lock"):
 		fix = "remove it (the store creates its lock files itself)"
+	case strings.HasPrefix(name, journalName):
+		fix = "remove it (the store creates its journal of changes itself)"
 	}
 	before, err := root.Lstat(name)
 	switch {
@@ -320,8 +355,9 @@ func kind(m os.FileMode) string {
 
 func (f *FileStore) path(name string) string { return filepath.Join(f.dir, name) }
 
-// Save stores t under key if the stored token is still prev (see [Store]).
-// It holds key's data lock for the comparison and the write.
+// Save stores t under key if the stored token is still prev (see [Store]);
+// never over a disconnection mark. It holds key's data lock for the
+// comparison and the write.
 func (f *FileStore) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
 	if t == nil {
 		return errors.New("dropboxsign: FileStore: nil token")
@@ -329,13 +365,16 @@ func (f *FileStore) Save(ctx context.Context, key string, prev, t *oauth2.Token)
 	return f.swap(ctx, key, prev, fileRecord{Key: key, Token: t})
 }
 
-// Replace stores t under key whatever its file holds, even one the store
-// cannot read (see [Replacer]), under key's data lock.
+// Replace stores t under key whatever its file holds (a token, a mark, or
+// one the store cannot read), under key's data lock, and then appends key
+// to the journal that [FileStore.Watch] reads (see [Store]). An error may
+// come after t was stored: if the journal could not be written, the error
+// says so.
 func (f *FileStore) Replace(ctx context.Context, key string, t *oauth2.Token) error {
 	if t == nil {
 		return errors.New("dropboxsign: FileStore: nil token")
 	}
-	return f.write(ctx, key, nil, fileRecord{Key: key, Token: t}, true)
+	return f.write(ctx, key, nil, fileRecord{Key: key, Token: t}, writeReplace)
 }
 
 // MarkRefused replaces key's token with a refusal mark if it is still
@@ -349,13 +388,24 @@ func (f *FileStore) MarkRefused(ctx context.Context, key string, refused *oauth2
 }
 
 // swap writes next as key's file if the file holds prev (nil: nothing, or a
-// refusal mark), under key's data lock.
+// refusal mark), under key's data lock; never over a disconnection mark.
 func (f *FileStore) swap(ctx context.Context, key string, prev *oauth2.Token, next fileRecord) error {
-	return f.write(ctx, key, prev, next, false)
+	return f.write(ctx, key, prev, next, writeSwap)
 }
 
-// write is swap, or with replace, an unconditional write.
-func (f *FileStore) write(ctx context.Context, key string, prev *oauth2.Token, next fileRecord, replace bool) error {
+// How write compares: see its modes.
+type writeMode int
+
+const (
+	writeSwap       writeMode = iota // if the file holds prev: Save, MarkRefused
+	writeReplace                     // whatever the file holds, then journaled: Replace
+	writeDisconnect                  // a mark over anything but a mark, then journaled: Disconnect
+)
+
+// write writes next as key's file under key's data lock, as mode says;
+// with writeReplace and writeDisconnect it then appends key to the
+// journal, still under the lock.
+func (f *FileStore) write(ctx context.Context, key string, prev *oauth2.Token, next fileRecord, mode writeMode) error {
 	root, err := f.openDir()
 	if err != nil {
 		return err
@@ -367,8 +417,13 @@ func (f *FileStore) write(ctx context.Context, key string, prev *oauth2.Token, n
 	}
 	defer unlock()
 	rec, err := f.readIn(root, key)
+	keep := false // the file holds what it should already
 	switch {
-	case replace:
+	case mode == writeReplace:
+	case mode == writeDisconnect:
+		keep = err == nil && rec.DisconnectedAt != nil // the first mark's time stays
+	case err == nil && rec.DisconnectedAt != nil:
+		return ErrConflict // no save writes a grant back
 	case errors.Is(err, ErrNotFound) || err == nil && rec.RefusedAt != nil:
 		if prev != nil {
 			return ErrConflict
@@ -378,19 +433,32 @@ func (f *FileStore) write(ctx context.Context, key string, prev *oauth2.Token, n
 	case prev == nil || rec.Token.AccessToken != prev.AccessToken || rec.Token.RefreshToken != prev.RefreshToken:
 		return ErrConflict
 	}
-	next.SavedAt = time.Now().UTC()
-	if next.Token != nil && f.sealer != nil {
-		if next.Sealed, err = f.sealer.Seal(key, next.Token); err != nil {
-			return err
+	if !keep {
+		next.SavedAt = time.Now().UTC()
+		if next.Token != nil && f.sealer != nil {
+			if next.Sealed, err = f.sealer.Seal(key, next.Token); err != nil {
+				return err
+			}
+			next.Token = nil
 		}
-		next.Token = nil
+		b, err := json.MarshalIndent(next, "", "  ")
+		if err != nil {
+			return fmt.Errorf("dropboxsign: FileStore: %w", err)
+		}
+		if err := writeFileAtomic(root, fileName(key), b); err != nil {
+			return fmt.Errorf("dropboxsign: FileStore: writing %s: %w", f.Path(key), err)
+		}
 	}
-	b, err := json.MarshalIndent(next, "", "  ")
-	if err != nil {
-		return fmt.Errorf("dropboxsign: FileStore: %w", err)
+	if mode == writeSwap {
+		return nil
 	}
-	if err := writeFileAtomic(root, fileName(key), b); err != nil {
-		return fmt.Errorf("dropboxsign: FileStore: writing %s: %w", f.Path(key), err)
+	fileStoreStage("written")
+	if err := f.logChange(ctx, root, key); err != nil {
+		what := "the token is stored"
+		if mode == writeDisconnect {
+			what = "the disconnection is recorded"
+		}
+		return fmt.Errorf("%w (%s, but other processes were not told: do it again)", err, what)
 	}
 	return nil
 }
@@ -407,22 +475,40 @@ func (f *FileStore) Lock(ctx context.Context, key string) (func(), error) {
 }
 
 // lock takes an exclusive flock on the lock file name in root, creating it
-// if needed; closing the file releases the lock.
+// if needed; closing the file releases the lock. Forget removes lock files
+// while it holds them: a lock taken on a file that is no longer the one at
+// name is let go and taken again on the one there, so that two callers
+// never hold name's lock at once.
 func (f *FileStore) lock(ctx context.Context, root *os.Root, name string) (func(), error) {
-	file, err := f.open(root, name, os.O_RDWR|os.O_CREATE)
-	if err != nil {
-		return nil, err
-	}
-	if err := flock(ctx, file); err != nil {
+	for {
+		file, err := f.open(root, name, os.O_RDWR|os.O_CREATE)
+		if err != nil {
+			return nil, err
+		}
+		if err := flock(ctx, file); err != nil {
+			file.Close()
+			return nil, fmt.Errorf("dropboxsign: FileStore: locking %s: %w", f.path(name), err)
+		}
+		held, err := file.Stat()
+		if err == nil {
+			var now os.FileInfo
+			if now, err = root.Lstat(name); err == nil && os.SameFile(held, now) {
+				var once sync.Once
+				return func() { once.Do(func() { file.Close() }) }, nil
+			}
+		}
 		file.Close()
-		return nil, fmt.Errorf("dropboxsign: FileStore: locking %s: %w", f.path(name), err)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("dropboxsign: FileStore: locking %s: %w", f.path(name), err)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("dropboxsign: FileStore: locking %s: %w", f.path(name), err)
+		}
 	}
-	var once sync.Once
-	return func() { once.Do(func() { file.Close() }) }, nil
 }
 
-// Keys yields the keys that have a file, token or refusal mark, in file
-// name order. A file that holds the record of the key it is named after is
+// Keys yields the keys that have a file, token or mark, in file name
+// order. A file that holds the record of the key it is named after is
 // listed under that key (a long key's file name is a hash of it). Any other
 // file named like a key's is listed under that key too, so that it can be
 // seen and fixed: Load reports what is wrong with it. A long key's file
@@ -440,7 +526,7 @@ func (f *FileStore) Keys(ctx context.Context) iter.Seq2[string, error] {
 func (f *FileStore) Refused(ctx context.Context) iter.Seq2[*RefusedError, error] {
 	return func(yield func(*RefusedError, error) bool) {
 		f.scan(ctx, func(key string, rec *fileRecord) bool {
-			if rec == nil || rec.RefusedAt == nil {
+			if rec == nil || rec.RefusedAt == nil || rec.DisconnectedAt != nil {
 				return true
 			}
 			return yield(&RefusedError{Key: key, Since: *rec.RefusedAt}, nil)
@@ -532,25 +618,37 @@ func writeFileAtomic(root *os.Root, name string, data []byte) (err error) {
 // escapeKey turns any key into a file name: letters, digits, '-' and '_'
 // stand for themselves, every other byte is %XX (so no '/', no "..").
 func escapeKey(key string) string {
-	var b strings.Builder
-	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
-			b.WriteByte(c)
-		} else {
-			fmt.Fprintf(&b, "%%%02X", c)
-		}
-	}
-	if b.Len() == 0 {
-		return "%" // the empty key
-	}
-	if b.Len() > maxNameLen {
+	e := escapeAll(key)
+	if len(e) > maxNameLen {
 		// File names are limited (255 bytes on most systems): a long key's
 		// file is named after its hash; the file records the key itself.
 		sum := sha256.Sum256([]byte(key))
 		return "%long-" + hex.EncodeToString(sum[:])
 	}
-	return b.String()
+	return e
+}
+
+// escapeAll is escapeKey without the limit on length: "%" for the empty
+// key, otherwise only letters, digits, '-', '_' and %XX (X: 0-9, A-F) of a
+// byte that is not one of those.
+func escapeAll(key string) string {
+	const hexDigits = "0123456789ABCDEF"
+	if key == "" {
+		return "%"
+	}
+	b := make([]byte, 0, len(key))
+	for i := 0; i < len(key); i++ {
+		if c := key[i]; plainKeyByte(c) {
+			b = append(b, c)
+		} else {
+			b = append(b, '%', hexDigits[c>>4], hexDigits[c&15])
+		}
+	}
+	return string(b)
+}
+
+func plainKeyByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
 }
 
 const maxNameLen = 200

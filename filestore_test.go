@@ -1,6 +1,7 @@
 package dropboxsign_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -27,8 +28,22 @@ func newFileStore(t *testing.T) *dropboxsign.FileStore {
 	return fs
 }
 
+// The conformance suite on a FileStore that seals its tokens, watched
+// through a second one on the same directory with the same key
+// (filestore_storetest_test.go runs it on a plain one, looked into).
 func TestFileStoreConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) dropboxsign.Store { return newFileStore(t) })
+	sealer := mustSealer(t, bytes.Repeat([]byte{9}, 32))
+	open := func(t *testing.T, dir string) dropboxsign.Store {
+		fs, err := dropboxsign.NewFileStore(dir, dropboxsign.WithSealer(sealer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fs
+	}
+	storetest.Run(t, func(t *testing.T) dropboxsign.Store { return open(t, filepath.Join(t.TempDir(), "tokens")) },
+		storetest.WithPeer(func(t *testing.T, s dropboxsign.Store) dropboxsign.Store {
+			return open(t, filepath.Dir(s.(*dropboxsign.FileStore).Path("")))
+		}))
 }
 
 func TestFileStoreFilesArePrivate(t *testing.T) {
