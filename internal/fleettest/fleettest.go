@@ -69,7 +69,7 @@ type Config struct {
 
 // childSpec is what the parent tells a child, in an environment variable.
 type childSpec struct {
-	Role      string // "worker" or "locker"
+	Role      string // "worker", "locker", or disconnect.go's "dworker" or "disconnector"
 	ServerURL string
 	ClientID  string
 	Secret    string
@@ -77,6 +77,8 @@ type childSpec struct {
 	Seeds     map[string]string // key → fingerprint of the access token seeded
 	Duration  time.Duration
 	Callers   int
+	Poll      time.Duration // a dworker's WithWatchPoll
+	Keys      []string      // the disconnector's accounts, in order
 }
 
 // result is what a worker prints as its last line.
@@ -159,6 +161,10 @@ func Main(newStore func() (dropboxsign.Store, error)) {
 	switch spec.Role {
 	case "locker":
 		lockAndHang(spec, store)
+	case roleDWorker:
+		disconnectWorker(spec, store, &lockedWriter{w: os.Stdout})
+	case roleDisconnector:
+		disconnector(spec, store, &lockedWriter{w: os.Stdout})
 	default:
 		out := &lockedWriter{w: os.Stdout}
 		json.NewEncoder(out).Encode(work(spec, store, out))
