@@ -1,6 +1,6 @@
 // Package pgstore is a dropboxsign.Store in PostgreSQL, for apps that keep
-// their data there: every replica shares each account's token through two
-// tables of the app's database, refreshes it once per expiry between them,
+// their data there: every replica shares each account's token through
+// three tables of the app's database, refreshes it once per expiry between them,
 // and never presents a refresh token another replica has spent, as long as
 // no lease lapses mid-refresh and the database keeps what it committed
 // (dropboxsign.Store says what else this rests on).
@@ -19,14 +19,21 @@
 //     fingerprint changed) cannot be read: Load returns an error, no
 //     replica presents or refreshes its token, and the account's next
 //     dropboxsign.Accounts.Login replaces the row (Replace).
+//     An account the app disconnected holds a disconnection mark:
+//     disconnected_at set, token and fingerprint empty (no token material).
 //   - <prefix>locks: one row per account under refresh: a lease with an
 //     owner and an expiry, renewed by its holder every third of LeaseTTL.
+//   - <prefix>changes: the log of changes that Watch reads: one row per
+//     Disconnect or Replace (the account and when), kept for a day.
 //
 // Every operation is one statement in its own transaction: Save and
-// MarkRefused compare and write at once, and the lock is a lease row, not
-// an advisory lock, so that no connection is held while a refresh waits on
-// Dropbox Sign, and the store works behind PgBouncer in transaction mode. A
-// holder that dies leaves its lease to lapse after LeaseTTL.
+// MarkRefused compare and write at once; Disconnect and Replace write the
+// row, log the change and NOTIFY the watchers at once; and the lock is a
+// lease row, not an advisory lock, so that no connection is held while a
+// refresh waits on Dropbox Sign, and the store works behind PgBouncer in
+// transaction mode. A holder that dies leaves its lease to lapse after
+// LeaseTTL. Watch alone holds a connection of its own, outside the pool,
+// to LISTEN (see Options.ListenDSN).
 package pgstore
 
 import (
@@ -43,6 +50,7 @@ import (
 	"github.com/dropboxsign-go/dropboxsign"
 	"github.com/dropboxsign-go/dropboxsign/internal/lease"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/oauth2"
 )
@@ -69,22 +77,51 @@ type Options struct {
 	// are sealed at their next save, unless the Sealer refuses plaintext
 	// (dropboxsign.Sealer.RefusePlaintext).
 	Sealer *dropboxsign.Sealer
+	// ListenDSN is the connection string of the connection on which Watch
+	// LISTENs for changes, one per Watch call, outside the pool. Empty
+	// (the default): a connection made as the pool makes its own (its
+	// ConnConfig, BeforeConnect and AfterConnect). A LISTEN needs a
+	// session of PostgreSQL's own, which a pooler does not lend (PgBouncer
+	// in transaction mode drops, or worse, the notifications of a LISTEN
+	// made through it): if the pool goes through PgBouncer, point
+	// ListenDSN at PostgreSQL itself. Watch checks: on a connection that a
+	// pooler serves (in any mode: it cannot tell which) it does not
+	// LISTEN, reports an error (a dropboxsign.Change with Err) every few
+	// minutes, and learns of changes from the log of changes, read every
+	// poll.
+	ListenDSN string
+	// PollOnly turns Watch's LISTEN off: it learns of changes only from
+	// the log of changes, read every poll, and reports no error for the
+	// missing push. For a database that can be reached only through a
+	// pooler.
+	PollOnly bool
 }
 
-// Store is a dropboxsign.Store, Lister and Replacer in PostgreSQL. It is safe for
-// concurrent use.
+// Store is a dropboxsign.Store, Lister and Watcher in PostgreSQL. It is
+// safe for concurrent use.
 type Store struct {
-	pool   *pgxpool.Pool
-	tokens string // quoted, schema-qualified table names
-	locks  string
-	ttl    time.Duration
-	sealer *dropboxsign.Sealer
+	pool      *pgxpool.Pool
+	tokens    string // quoted, schema-qualified table names
+	locks     string
+	changes   string
+	channel   string // the NOTIFY channel of Disconnect and Replace
+	ttl       time.Duration
+	sealer    *dropboxsign.Sealer
+	listen    *pgx.ConnConfig // parsed ListenDSN; nil: the pool's
+	pollOnly  bool
+	retention time.Duration // of the log of changes
 }
 
 var (
-	_ dropboxsign.Lister   = (*Store)(nil)
-	_ dropboxsign.Replacer = (*Store)(nil)
+	_ dropboxsign.Lister  = (*Store)(nil)
+	_ dropboxsign.Watcher = (*Store)(nil)
 )
+
+// changeRetention is how long the log of changes keeps a row: far longer
+// than any poll, so that only a watcher cut off from the database for
+// half of it (then told Change{All}) can miss one; short enough that the
+// table stays small (a row per disconnection or login).
+const changeRetention = 24 * time.Hour
 
 // New returns a Store on pool, which the caller owns and closes. The tables
 // must exist (CreateTables, or the app's migrations with SQL).
@@ -92,7 +129,7 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if pool == nil {
 		return nil, errors.New("pgstore: nil pool")
 	}
-	s := &Store{pool: pool, ttl: opts.LeaseTTL, sealer: opts.Sealer}
+	s := &Store{pool: pool, ttl: opts.LeaseTTL, sealer: opts.Sealer, pollOnly: opts.PollOnly, retention: changeRetention}
 	if s.ttl == 0 {
 		s.ttl = DefaultLeaseTTL
 	}
@@ -102,7 +139,17 @@ func New(pool *pgxpool.Pool, opts Options) (*Store, error) {
 	if err := checkNames(opts); err != nil {
 		return nil, err
 	}
-	s.tokens, s.locks = tableNames(opts)
+	if opts.ListenDSN != "" {
+		cfg, err := pgx.ParseConfig(opts.ListenDSN)
+		if err != nil {
+			// Not pgx's text: it repeats the string, whose password it
+			// hides on a best-effort basis only.
+			return nil, errors.New("pgstore: Options.ListenDSN is not a valid connection string (not repeated here: it may hold a password)")
+		}
+		s.listen = cfg
+	}
+	s.tokens, s.locks, s.changes = tableNames(opts)
+	s.channel = channelName(opts)
 	return s, nil
 }
 
@@ -115,7 +162,7 @@ const maxIdentifier = 63
 // cannot hold.
 func checkNames(opts Options) error {
 	schema, prefix := names(opts)
-	longest := prefix + "tokens_refused" // the index, the longest name made
+	longest := prefix + "tokens_refused" // an index, the longest name made (with changes_id_seq)
 	switch {
 	case len(schema) > maxIdentifier:
 		return fmt.Errorf("pgstore: Schema is %d bytes; PostgreSQL names hold at most %d", len(schema), maxIdentifier)
@@ -127,9 +174,19 @@ func checkNames(opts Options) error {
 	return nil
 }
 
-func tableNames(opts Options) (tokens, locks string) {
+func tableNames(opts Options) (tokens, locks, changes string) {
 	schema, prefix := names(opts)
-	return pgx.Identifier{schema, prefix + "tokens"}.Sanitize(), pgx.Identifier{schema, prefix + "locks"}.Sanitize()
+	return pgx.Identifier{schema, prefix + "tokens"}.Sanitize(), pgx.Identifier{schema, prefix + "locks"}.Sanitize(),
+		pgx.Identifier{schema, prefix + "changes"}.Sanitize()
+}
+
+// channelName is the NOTIFY channel of the store's tables: one per schema
+// and prefix (channels are the database's, not a schema's), within
+// PostgreSQL's 63 bytes whatever their length, and with nothing to quote.
+func channelName(opts Options) string {
+	schema, prefix := names(opts)
+	h := sha256.Sum256([]byte("dropboxsign-channel\x00" + schema + "\x00" + prefix))
+	return "dropboxsign_" + hex.EncodeToString(h[:10])
 }
 
 func names(opts Options) (schema, prefix string) {
@@ -144,33 +201,91 @@ func names(opts Options) (schema, prefix string) {
 }
 
 // SQL returns the statements that create the store's tables for opts, for
-// the app's own migrations. They are idempotent (IF NOT EXISTS).
+// the app's own migrations. They are idempotent (IF NOT EXISTS), and bring
+// tables created by an earlier version up to date: they add the tokens
+// table's disconnected_at column and its index, and the changes table.
 func SQL(opts Options) string {
-	tokens, locks := tableNames(opts)
+	return ddl(opts, ddlPresent{})
+}
+
+// ddlPresent says which of what this version added to the tables exists.
+type ddlPresent struct {
+	disconnectedAt, disconnectedIndex, changesXidIndex, changesAtIndex bool
+}
+
+// ddl is SQL, leaving out the statements that add what present says is
+// there: the ALTER TABLE would take an ACCESS EXCLUSIVE lock on the tokens
+// table, and CREATE INDEX a SHARE lock on its table, even when IF NOT
+// EXISTS then finds nothing to do.
+func ddl(opts Options, present ddlPresent) string {
+	tokens, locks, changes := tableNames(opts)
 	_, prefix := names(opts)
-	return `CREATE TABLE IF NOT EXISTS ` + tokens + ` (
-	account     text PRIMARY KEY,
-	fingerprint text,        -- SHA-256 of the access and refresh tokens, hex; NULL for a refusal mark
-	token       bytea,       -- the token as dropboxsign.Sealer.Seal makes it; NULL for a refusal mark
-	refused_at  timestamptz, -- set: Dropbox Sign refused the account's grant; it awaits a new login
-	updated_at  timestamptz NOT NULL DEFAULT now(),
+	index := func(name string) string { return pgx.Identifier{prefix + name}.Sanitize() }
+	var b strings.Builder
+	b.WriteString(`CREATE TABLE IF NOT EXISTS ` + tokens + ` (
+	account         text PRIMARY KEY,
+	fingerprint     text,        -- SHA-256 of the access and refresh tokens, hex; NULL for a refusal mark, empty for a disconnection mark
+	token           bytea,       -- the token as dropboxsign.Sealer.Seal makes it; NULL for a refusal mark, empty for a disconnection mark
+	refused_at      timestamptz, -- set: Dropbox Sign refused the account's grant; it awaits a new login
+	disconnected_at timestamptz, -- set, with fingerprint and token empty: the app disconnected the account (a disconnection mark)
+	updated_at      timestamptz NOT NULL DEFAULT now(),
 	CHECK ((token IS NULL) = (refused_at IS NOT NULL) AND (token IS NULL) = (fingerprint IS NULL))
 );
-CREATE INDEX IF NOT EXISTS ` + pgx.Identifier{prefix + "tokens_refused"}.Sanitize() + ` ON ` + tokens + ` (refused_at) WHERE refused_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS ` + locks + ` (
+`)
+	if !present.disconnectedAt {
+		b.WriteString(`ALTER TABLE ` + tokens + ` ADD COLUMN IF NOT EXISTS disconnected_at timestamptz; -- for a table created before it
+`)
+	}
+	b.WriteString(`CREATE INDEX IF NOT EXISTS ` + index("tokens_refused") + ` ON ` + tokens + ` (refused_at) WHERE refused_at IS NOT NULL;
+`)
+	if !present.disconnectedIndex {
+		b.WriteString(`CREATE INDEX IF NOT EXISTS ` + index("disconnected") + ` ON ` + tokens + ` (disconnected_at) WHERE disconnected_at IS NOT NULL;
+`)
+	}
+	b.WriteString(`CREATE TABLE IF NOT EXISTS ` + locks + ` (
 	account    text PRIMARY KEY,
 	owner      text NOT NULL,
 	expires_at timestamptz NOT NULL
 );
-`
+CREATE TABLE IF NOT EXISTS ` + changes + ` (
+	id      bigserial PRIMARY KEY,
+	account text NOT NULL,                                  -- disconnected, or connected anew by a login
+	xid     xid8 NOT NULL DEFAULT pg_current_xact_id(),     -- the writing transaction: Watch reads the log by it
+	at      timestamptz NOT NULL DEFAULT clock_timestamp()  -- pruned a day later
+);
+`)
+	if !present.changesXidIndex {
+		b.WriteString(`CREATE INDEX IF NOT EXISTS ` + index("changes_xid") + ` ON ` + changes + ` (xid);
+`)
+	}
+	if !present.changesAtIndex {
+		b.WriteString(`CREATE INDEX IF NOT EXISTS ` + index("changes_at") + ` ON ` + changes + ` (at);
+`)
+	}
+	return b.String()
 }
 
-// CreateTables creates the store's tables if they do not exist.
+// CreateTables creates the store's tables if they do not exist, and brings
+// tables created by an earlier version up to date (see SQL). What is
+// already there it leaves alone, without taking a lock on the tokens table
+// beyond what earlier versions took.
 func CreateTables(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 	if err := checkNames(opts); err != nil {
 		return err
 	}
-	if _, err := pool.Exec(ctx, SQL(opts)); err != nil {
+	tokens, _, _ := tableNames(opts)
+	schema, prefix := names(opts)
+	index := func(name string) string { return pgx.Identifier{schema, prefix + name}.Sanitize() }
+	var present ddlPresent
+	err := pool.QueryRow(ctx, `SELECT
+	EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'disconnected_at' AND NOT attisdropped),
+	to_regclass($2) IS NOT NULL, to_regclass($3) IS NOT NULL, to_regclass($4) IS NOT NULL`, execMode,
+		tokens, index("disconnected"), index("changes_xid"), index("changes_at")).
+		Scan(&present.disconnectedAt, &present.disconnectedIndex, &present.changesXidIndex, &present.changesAtIndex)
+	if err != nil {
+		return fmt.Errorf("pgstore: creating the tables: %w", err)
+	}
+	if _, err := pool.Exec(ctx, ddl(opts, present)); err != nil {
 		return fmt.Errorf("pgstore: creating the tables: %w", err)
 	}
 	return nil
@@ -194,22 +309,46 @@ func fingerprint(t *oauth2.Token) string {
 // token's.
 var errDisagrees = errors.New("the row's fingerprint does not match its token (edited by hand, or partly restored from a backup?): its refresh token may be spent, so it is not used; a new login replaces the row")
 
-// Load returns the token stored under key, dropboxsign.ErrNotFound, or a
-// *dropboxsign.RefusedError for a key marked refused (refused_at set). A row
-// it cannot read is an error, which a new login repairs (see Replace): a
-// token that does not open, no token, or a token whose fingerprint column
-// is not its own (a row edited by hand). So every token Load returns is one
-// that Save (as prev) and MarkRefused find stored, comparing fingerprints.
+// isMark is the SQL condition of a disconnection mark. disconnected_at
+// alone does not make one: a replica of a version before it, replacing the
+// mark with a new login's token, leaves the column set beside the token,
+// which is then the newer of the two. (IS NOT DISTINCT FROM: never NULL.)
+// t qualifies the columns ("t." or "").
+func isMark(t string) string {
+	return `(` + t + `disconnected_at IS NOT NULL AND ` + t + `fingerprint IS NOT DISTINCT FROM '')`
+}
+
+// schemaHint adds to err, if PostgreSQL found no table or column of the
+// store's, that the tables are older than this version of the store.
+func schemaHint(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (pgErr.Code == "42P01" || pgErr.Code == "42703") { // undefined_table, undefined_column
+		return fmt.Errorf("%w (are the tables older than this version of pgstore? CreateTables, or the statements of SQL, bring them up to date)", err)
+	}
+	return err
+}
+
+// Load returns the token stored under key, dropboxsign.ErrNotFound, a
+// *dropboxsign.DisconnectedError for a disconnection mark, or a
+// *dropboxsign.RefusedError for a key marked refused (refused_at set). A
+// row it cannot read is an error, which a new login repairs (see Replace):
+// a token that does not open, no token, or a token whose fingerprint
+// column is not its own (a row edited by hand). So every token Load
+// returns is one that Save (as prev) and MarkRefused find stored,
+// comparing fingerprints.
 func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	var blob []byte
 	var fp *string
-	var refused *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT token, fingerprint, refused_at FROM `+s.tokens+` WHERE account = $1`, execMode, key).Scan(&blob, &fp, &refused)
+	var refused, disconnected *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT token, fingerprint, refused_at, disconnected_at FROM `+s.tokens+` WHERE account = $1`, execMode, key).
+		Scan(&blob, &fp, &refused, &disconnected)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, dropboxsign.ErrNotFound
 	case err != nil:
-		return nil, fmt.Errorf("pgstore: load %q: %w", key, err)
+		return nil, fmt.Errorf("pgstore: load %q: %w", key, schemaHint(err))
+	case disconnected != nil && fp != nil && *fp == "": // isMark
+		return nil, &dropboxsign.DisconnectedError{Key: key, Since: *disconnected}
 	case refused != nil:
 		return nil, &dropboxsign.RefusedError{Key: key, Since: *refused}
 	}
@@ -228,10 +367,11 @@ func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 }
 
 // Save stores t under key if the stored token is still prev (see
-// dropboxsign.Store), in one statement: with prev, if the row is not a
-// refusal mark and its fingerprint is prev's; without, if there is no row
-// or it is a refusal mark (refused_at set), the rows for which Load returns
-// ErrNotFound or a *dropboxsign.RefusedError.
+// dropboxsign.Store), in one statement: with prev, if the row is neither
+// mark and its fingerprint is prev's; without, if there is no row or it is
+// a refusal mark (refused_at set), the rows for which Load returns
+// ErrNotFound or a *dropboxsign.RefusedError. Over a disconnection mark it
+// stores nothing, whatever prev, and returns ErrConflict.
 func (s *Store) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
 	if t == nil {
 		return errors.New("pgstore: nil token")
@@ -246,16 +386,19 @@ func (s *Store) Save(ctx context.Context, key string, prev, t *oauth2.Token) err
 		// Nothing stored, or a refusal mark: a new login replaces it.
 		// refused_at decides, as in Load (with the DDL's CHECK it implies
 		// the rest; a table without it may hold a token beside the mark).
-		sql = `INSERT INTO ` + s.tokens + ` AS t (account, fingerprint, token, refused_at, updated_at) VALUES ($1, $2, $3, NULL, now())
-ON CONFLICT (account) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, refused_at = NULL, updated_at = now()
-WHERE t.refused_at IS NOT NULL`
+		sql = `INSERT INTO ` + s.tokens + ` AS t (account, fingerprint, token, refused_at, disconnected_at, updated_at) VALUES ($1, $2, $3, NULL, NULL, now())
+ON CONFLICT (account) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, refused_at = NULL, disconnected_at = NULL, updated_at = now()
+WHERE t.refused_at IS NOT NULL AND NOT ` + isMark("t.")
 	} else {
-		sql = `UPDATE ` + s.tokens + ` SET fingerprint = $2, token = $3, refused_at = NULL, updated_at = now() WHERE account = $1 AND fingerprint = $4 AND refused_at IS NULL`
+		// A mark's fingerprint (empty) is no token's: NOT isMark says
+		// so explicitly.
+		sql = `UPDATE ` + s.tokens + ` SET fingerprint = $2, token = $3, refused_at = NULL, disconnected_at = NULL, updated_at = now()
+WHERE account = $1 AND fingerprint = $4 AND refused_at IS NULL AND NOT ` + isMark("")
 		args = append(args, fingerprint(prev))
 	}
 	tag, err := s.pool.Exec(ctx, sql, args...)
 	if err != nil {
-		return fmt.Errorf("pgstore: save %q: %w", key, err)
+		return fmt.Errorf("pgstore: save %q: %w", key, schemaHint(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return dropboxsign.ErrConflict
@@ -263,8 +406,45 @@ WHERE t.refused_at IS NOT NULL`
 	return nil
 }
 
+// pruneBatch is the most rows of the log of changes that one Disconnect or
+// Replace deletes: each adds one, so the log never grows past its
+// retention for long, and no write pays for a large backlog at once.
+const pruneBatch = 100
+
+// logChange is the part of Disconnect's and Replace's statement that logs
+// the change of key ($1) and prunes the log ($2: its retention in
+// seconds), as CTEs to follow the write. The prune skips rows that
+// another write's prune is deleting (SKIP LOCKED), so that two writes
+// never wait on each other, nor deadlock, for it.
+func (s *Store) logChange() string {
+	return `, logged AS (
+	INSERT INTO ` + s.changes + ` (account) VALUES ($1)
+), pruned AS (
+	DELETE FROM ` + s.changes + ` WHERE id IN (SELECT id FROM ` + s.changes + ` WHERE at < now() - make_interval(secs => $2)
+		ORDER BY at LIMIT ` + strconv.Itoa(pruneBatch) + ` FOR UPDATE SKIP LOCKED)
+)
+SELECT pg_notify($3, $4)`
+}
+
+// maxPayload is the longest NOTIFY payload PostgreSQL takes, less one.
+const maxPayload = 7999
+
+// notifyArgs returns the arguments $2 to $4 of logChange.
+func (s *Store) notifyArgs(key string) []any {
+	payload := key
+	if len(payload) > maxPayload {
+		// Too long for a payload: an empty one has watchers read the
+		// log, which holds the key. (Accounts' keys are at most 1024
+		// bytes.)
+		payload = ""
+	}
+	return []any{s.retention.Seconds(), s.channel, payload}
+}
+
 // Replace stores t under key, replacing anything there, even a row the
-// store cannot read (see dropboxsign.Replacer), in one statement.
+// store cannot read or a disconnection mark (see dropboxsign.Store), logs
+// the change and notifies the watchers, in one statement (one
+// transaction: the notification goes out when it commits).
 func (s *Store) Replace(ctx context.Context, key string, t *oauth2.Token) error {
 	if t == nil {
 		return errors.New("pgstore: nil token")
@@ -273,13 +453,67 @@ func (s *Store) Replace(ctx context.Context, key string, t *oauth2.Token) error 
 	if err != nil {
 		return err
 	}
-	_, err = s.pool.Exec(ctx, `INSERT INTO `+s.tokens+` (account, fingerprint, token, refused_at, updated_at) VALUES ($1, $2, $3, NULL, now())
-ON CONFLICT (account) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, refused_at = NULL, updated_at = now()`,
-		execMode, key, fingerprint(t), blob)
+	args := append([]any{execMode, key}, s.notifyArgs(key)...)
+	args = append(args, fingerprint(t), blob)
+	_, err = s.pool.Exec(ctx, `WITH written AS (
+	INSERT INTO `+s.tokens+` (account, fingerprint, token, refused_at, disconnected_at, updated_at) VALUES ($1, $5, $6, NULL, NULL, now())
+	ON CONFLICT (account) DO UPDATE SET fingerprint = EXCLUDED.fingerprint, token = EXCLUDED.token, refused_at = NULL, disconnected_at = NULL, updated_at = now()
+)`+s.logChange(), args...)
 	if err != nil {
-		return fmt.Errorf("pgstore: replace %q: %w", key, err)
+		return fmt.Errorf("pgstore: replace %q: %w", key, schemaHint(err))
 	}
 	return nil
+}
+
+// Disconnect replaces whatever key holds with a disconnection mark,
+// stamped with the database's clock (an existing mark keeps its time), logs
+// the change and notifies the watchers, in one statement (one transaction:
+// the notification goes out when it commits; see dropboxsign.Store). The
+// mark keeps the row, with its token and fingerprint empty: nothing of the
+// grant is left in it.
+func (s *Store) Disconnect(ctx context.Context, key string) error {
+	args := append([]any{execMode, key}, s.notifyArgs(key)...)
+	_, err := s.pool.Exec(ctx, `WITH marked AS (
+	INSERT INTO `+s.tokens+` AS t (account, fingerprint, token, refused_at, disconnected_at, updated_at) VALUES ($1, '', '', NULL, now(), now())
+	ON CONFLICT (account) DO UPDATE SET fingerprint = '', token = '', refused_at = NULL, disconnected_at = now(), updated_at = now()
+	WHERE NOT `+isMark("t.")+`
+)`+s.logChange(), args...)
+	if err != nil {
+		return fmt.Errorf("pgstore: disconnect %q: %w", key, schemaHint(err))
+	}
+	return nil
+}
+
+// Forget deletes key's disconnection mark if it was recorded before
+// before (see dropboxsign.Store), in one statement that also tells what
+// the row held: nil if there was none, ErrConflict if it is not such a
+// mark.
+func (s *Store) Forget(ctx context.Context, key string, before time.Time) error {
+	// The mark's time has PostgreSQL's microseconds: mark < before exactly
+	// when mark < before rounded up to a microsecond (pgx would truncate).
+	if b := before.Truncate(time.Microsecond); b.Before(before) {
+		before = b.Add(time.Microsecond)
+	}
+	for range 3 {
+		var deleted bool
+		var old *bool // as of the statement's snapshot: nil, no row; true, a mark older than before
+		err := s.pool.QueryRow(ctx, `WITH gone AS (
+	DELETE FROM `+s.tokens+` WHERE account = $1 AND `+isMark("")+` AND disconnected_at < $2 RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM gone), (SELECT `+isMark("")+` AND disconnected_at < $2 FROM `+s.tokens+` WHERE account = $1)`,
+			execMode, key, before).Scan(&deleted, &old)
+		switch {
+		case err != nil:
+			return fmt.Errorf("pgstore: forget %q: %w", key, schemaHint(err))
+		case deleted, old == nil:
+			return nil
+		case !*old:
+			return dropboxsign.ErrConflict
+		}
+		// The snapshot saw a mark to delete, but a write that committed
+		// meanwhile changed or deleted it first: look again.
+	}
+	return dropboxsign.ErrConflict
 }
 
 // MarkRefused replaces key's token with a refusal mark, stamped with the
@@ -289,10 +523,10 @@ func (s *Store) MarkRefused(ctx context.Context, key string, refused *oauth2.Tok
 	if refused == nil {
 		return dropboxsign.ErrConflict
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE `+s.tokens+` SET fingerprint = NULL, token = NULL, refused_at = now(), updated_at = now()
-WHERE account = $1 AND fingerprint = $2 AND refused_at IS NULL`, execMode, key, fingerprint(refused))
+	tag, err := s.pool.Exec(ctx, `UPDATE `+s.tokens+` SET fingerprint = NULL, token = NULL, refused_at = now(), disconnected_at = NULL, updated_at = now()
+WHERE account = $1 AND fingerprint = $2 AND refused_at IS NULL AND NOT `+isMark(""), execMode, key, fingerprint(refused))
 	if err != nil {
-		return fmt.Errorf("pgstore: mark %q refused: %w", key, err)
+		return fmt.Errorf("pgstore: mark %q refused: %w", key, schemaHint(err))
 	}
 	if tag.RowsAffected() == 0 {
 		return dropboxsign.ErrConflict
@@ -326,24 +560,36 @@ ON CONFLICT (account) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDE
 	})
 }
 
-// Keys yields every key that holds a token or a refusal mark, in the order
-// of the keys. It reads them in pages of listPage, and holds no connection
-// while it yields: the loop's body may use the store and the pool. A key
-// saved or removed during the listing may or may not be seen.
+// Keys yields every key that holds a token or a mark, in the order of the
+// keys. It reads them in pages of listPage, and holds no connection while
+// it yields: the loop's body may use the store and the pool. A key saved
+// or removed during the listing may or may not be seen.
 func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		s.query(ctx, "", func(key string, _ *time.Time) bool { return yield(key, nil) },
+		s.query(ctx, "NULL::timestamptz", "TRUE", func(key string, _ *time.Time) bool { return yield(key, nil) },
 			func(err error) { yield("", err) })
 	}
 }
 
 // Refused yields a *dropboxsign.RefusedError for each key marked refused,
-// in pages as Keys does.
+// in pages as Keys does (a disconnection mark is not one).
 func (s *Store) Refused(ctx context.Context) iter.Seq2[*dropboxsign.RefusedError, error] {
 	return func(yield func(*dropboxsign.RefusedError, error) bool) {
-		s.query(ctx, ` AND refused_at IS NOT NULL`,
+		s.query(ctx, "refused_at", `refused_at IS NOT NULL AND NOT `+isMark(""),
 			func(key string, at *time.Time) bool {
 				return yield(&dropboxsign.RefusedError{Key: key, Since: *at}, nil)
+			},
+			func(err error) { yield(nil, err) })
+	}
+}
+
+// Disconnected yields a *dropboxsign.DisconnectedError for each key that
+// holds a disconnection mark, in pages as Keys does.
+func (s *Store) Disconnected(ctx context.Context) iter.Seq2[*dropboxsign.DisconnectedError, error] {
+	return func(yield func(*dropboxsign.DisconnectedError, error) bool) {
+		s.query(ctx, "disconnected_at", isMark(""),
+			func(key string, at *time.Time) bool {
+				return yield(&dropboxsign.DisconnectedError{Key: key, Since: *at}, nil)
 			},
 			func(err error) { yield(nil, err) })
 	}
@@ -352,21 +598,21 @@ func (s *Store) Refused(ctx context.Context) iter.Seq2[*dropboxsign.RefusedError
 // listPage is how many rows a listing reads at a time.
 const listPage = 500
 
-// query lists the rows that match where, a page at a time (keyset
-// pagination on the primary key), each page read in full before it is
-// yielded, so that no connection is held by a loop that may be long or may
-// itself use the pool.
-func (s *Store) query(ctx context.Context, where string, each func(string, *time.Time) bool, fail func(error)) {
+// query lists the keys of the rows that match where, with the column at, a
+// page at a time (keyset pagination on the primary key), each page read in
+// full before it is yielded, so that no connection is held by a loop that
+// may be long or may itself use the pool.
+func (s *Store) query(ctx context.Context, at, where string, each func(string, *time.Time) bool, fail func(error)) {
 	type row struct {
 		key string
 		at  *time.Time
 	}
 	after, first := "", true
 	for {
-		rows, err := s.pool.Query(ctx, `SELECT account, refused_at FROM `+s.tokens+` WHERE ($2 OR account > $1)`+where+
+		rows, err := s.pool.Query(ctx, `SELECT account, `+at+` FROM `+s.tokens+` WHERE ($2 OR account > $1) AND `+where+
 			` ORDER BY account LIMIT `+strconv.Itoa(listPage), execMode, after, first)
 		if err != nil {
-			fail(fmt.Errorf("pgstore: listing: %w", err))
+			fail(fmt.Errorf("pgstore: listing: %w", schemaHint(err)))
 			return
 		}
 		page := make([]row, 0, listPage)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -87,14 +88,96 @@ func sealer(t *testing.T) *dropboxsign.Sealer {
 func TestConformance(t *testing.T) {
 	for _, sealed := range []bool{false, true} {
 		t.Run(fmt.Sprintf("sealed=%v", sealed), func(t *testing.T) {
+			var stores conformanceStores
 			storetest.Run(t, func(t *testing.T) dropboxsign.Store {
-				_, pool, opts := setUp(t)
+				srv, pool, opts := setUp(t)
 				if sealed {
 					opts.Sealer = sealer(t)
 				}
-				return newStore(t, pool, opts)
-			})
+				return stores.add(t, srv.DSN(), pool, opts)
+			}, stores.options()...)
 		})
+	}
+}
+
+// conformanceStores keeps what storetest's options need to know of the
+// stores it was given.
+type conformanceStores struct {
+	mu     sync.Mutex
+	stores map[dropboxsign.Store]conformanceStore
+}
+
+type conformanceStore struct {
+	dsn  string // for a peer's pool
+	pool *pgxpool.Pool
+	opts pgstore.Options
+}
+
+func (c *conformanceStores) add(t *testing.T, dsn string, pool *pgxpool.Pool, opts pgstore.Options) *pgstore.Store {
+	s := newStore(t, pool, opts)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stores == nil {
+		c.stores = map[dropboxsign.Store]conformanceStore{}
+	}
+	c.stores[s] = conformanceStore{dsn, pool, opts}
+	return s
+}
+
+func (c *conformanceStores) get(s dropboxsign.Store) conformanceStore {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stores[s]
+}
+
+// options are storetest's: the raw row (every column of key's row in the
+// tokens table, and its rows in the log of changes), and a peer (a store
+// on a pool of its own, as another process has).
+func (c *conformanceStores) options() []storetest.Option {
+	return []storetest.Option{
+		storetest.WithRaw(func(s dropboxsign.Store, key string) []byte {
+			cs := c.get(s)
+			ctx := context.Background()
+			var raw []byte
+			var fp *string
+			var blob []byte
+			var times string
+			err := cs.pool.QueryRow(ctx, `SELECT fingerprint, token, concat_ws(' ', refused_at, disconnected_at, updated_at) FROM `+tableOf(cs.opts, "tokens")+` WHERE account = $1`, key).
+				Scan(&fp, &blob, &times)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			if err != nil {
+				panic(err) // a test's query failing: not the store's fault
+			}
+			raw = append(raw, key...)
+			if fp != nil {
+				raw = append(raw, *fp...)
+			}
+			raw = append(raw, blob...)
+			raw = append(raw, times...)
+			rows, err := cs.pool.Query(ctx, `SELECT concat_ws(' ', id, account, xid, at) FROM `+tableOf(cs.opts, "changes")+` WHERE account = $1`, key)
+			if err != nil {
+				panic(err)
+			}
+			logged, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				panic(err)
+			}
+			for _, l := range logged {
+				raw = append(raw, l...)
+			}
+			return raw
+		}),
+		storetest.WithPeer(func(t *testing.T, s dropboxsign.Store) dropboxsign.Store {
+			cs := c.get(s)
+			pool, err := pgxpool.New(context.Background(), cs.dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(pool.Close)
+			return c.add(t, cs.dsn, pool, cs.opts)
+		}),
 	}
 }
 
@@ -384,14 +467,15 @@ func TestBehindPgBouncerInTransactionMode(t *testing.T) {
 	t.Cleanup(pool.Close)
 	opts.LeaseTTL = time.Second
 	t.Run("conformance", func(t *testing.T) {
+		var stores conformanceStores
 		storetest.Run(t, func(t *testing.T) dropboxsign.Store {
 			o := opts
 			o.TablePrefix = fmt.Sprintf("b%d_", schemas.Add(1))
 			if err := pgstore.CreateTables(ctxFor(t), direct, o); err != nil {
 				t.Fatal(err)
 			}
-			return newStore(t, pool, o)
-		})
+			return stores.add(t, bouncer.DSN(), pool, o)
+		}, stores.options()...)
 	})
 	ctx := ctxFor(t)
 	fake := dropboxsigntest.NewServer()
