@@ -139,8 +139,8 @@ func (a *Accounts) Forget(ctx context.Context, account string) error {
 		return struct{}{}, a.cfg.opts.store.Forget(ctx, account, before)
 	}, nil)
 	if errors.Is(err, ErrConflict) {
-		return fmt.Errorf("dropboxsign: forget %q: the store holds a token, a refusal, or a disconnection less than %s old (disconnect first; forget a mark once it is %s old): %w",
-			account, ForgetAfter, ForgetAfter, err)
+		return fmt.Errorf("dropboxsign: forget %q: the store holds a token, a refusal, or a disconnection less than %s old: nothing erased (disconnect first; forget a mark once it is %s old)",
+			account, ForgetAfter, ForgetAfter)
 	}
 	if err != nil {
 		return fmt.Errorf("dropboxsign: store: forget %q: %w", account, err)

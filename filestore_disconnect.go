@@ -324,21 +324,25 @@ func (f *FileStore) Watch(ctx context.Context, poll time.Duration, report func(C
 		// came since is reported with All once it can be read.
 		w.lost = true
 	}
-	fast := time.NewTicker(journalCheck)
+	// Timers reset as they fire, not tickers: they end with this call
+	// like every timer of the package (see TestNoTimerOutlivesACall).
+	fast := time.NewTimer(journalCheck)
 	defer fast.Stop()
-	slow := time.NewTicker(poll)
+	slow := time.NewTimer(poll)
 	defer slow.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-fast.C:
+			fast.Reset(journalCheck)
 			sig, err := os.Lstat(w.path)
 			if sameSig(sig, err, w.sig, w.sigErr) {
 				continue
 			}
 			w.sig, w.sigErr = sig, err
 		case <-slow.C:
+			slow.Reset(poll)
 		}
 		w.check(ctx, report)
 	}

@@ -120,9 +120,14 @@ func (s *TokenSource) writeLogin(ctx context.Context, tok *oauth2.Token, loggedI
 	}
 	// A record that cannot be read is no disconnection mark: the login
 	// repairs it (see writeOver).
-	_, mark, _ := s.load(ctx)
+	cur, mark, lerr := s.load(ctx)
 	if d, ok := mark.(*DisconnectedError); ok && (d.Since.IsZero() || !loggedIn.After(d.Since.Add(maxMarkSkew))) {
 		return d
+	}
+	if cur == nil && mark == nil && lerr == nil && !s.cfg.opts.now().Before(loggedIn.Add(RestoreHorizon)) {
+		// Nothing stored, and the login is older than any mark is kept: a
+		// disconnection since may have been forgotten.
+		return &notConnectedError{s.key}
 	}
 	return s.writeOver(ctx, tok)
 }

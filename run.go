@@ -128,6 +128,13 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 	if next := s.adopt(runCtx, st, stored, now); next != nil {
 		return next
 	}
+	if stored == nil && refusal == nil && st.tok == nil {
+		// Nothing here, nothing there: no lock to take, no token to get.
+		if lostSince(st, now) {
+			return st.refused(st.tr.err, st.tr.refusedRT, now, true)
+		}
+		return st.refused(&notConnectedError{s.key}, "", now, true)
+	}
 	// A stored token that is due but still serves callers better than ours
 	// is taken now: if the lock or the refresh fails, callers keep it while
 	// the refresh is retried (a replica that starts during a store outage,
@@ -148,6 +155,11 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 	switch {
 	case refusal != nil && !st.overrides(refusal):
 		return st.refused(refusal, st.tr.refusedRT, now, true)
+	case stored == nil && refusal == nil && !st.tr.replace && !mayRestore(st.tok, now):
+		// Nothing stored, and our token, unsaved or not, is too old to be
+		// stored back (see RestoreHorizon): the account may have been
+		// disconnected and forgotten meanwhile.
+		return st.refused(&notConnectedError{s.key}, "", now, true)
 	case st.holdsNewer(stored):
 		// Our token replaced the stored one (or the one a refusal mark
 		// replaced) but its save failed, so the stored refresh token is
@@ -159,11 +171,6 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 		// the up-to-date replica may not have stored its token yet. Wait
 		// for it, for the grace, before taking the grant for gone.
 		return st.refused(st.tr.err, st.tr.refusedRT, now, true)
-	case stored == nil && !mayRestore(st.tok, now):
-		// Nothing stored, and nothing of ours to store back: never
-		// connected, or forgotten after a disconnection (see
-		// Accounts.Forget), or lost with the store's data too long ago.
-		return st.refused(&notConnectedError{s.key}, "", now, true)
 	case stored == nil:
 		// Nothing stored any more (the store lost its data): ours seeds it.
 		return s.refreshFrom(runCtx, st, st.tok, nil, now)

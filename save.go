@@ -43,8 +43,13 @@ func (s *TokenSource) save(runCtx context.Context, next *state, failures int, no
 		err = serr
 	}
 	var disconnected *DisconnectedError
-	if errors.As(err, &disconnected) {
+	var notConnected *notConnectedError
+	switch {
+	case errors.As(err, &disconnected):
 		*next = *next.refused(disconnected, next.tr.refusedRT, now, true)
+		return
+	case errors.As(err, &notConnected):
+		*next = *next.refused(notConnected, next.tr.refusedRT, now, true)
 		return
 	}
 	if err == nil && s.cfg.opts.onRefresh != nil {
@@ -102,6 +107,10 @@ func (s *TokenSource) saveToStore(ctx context.Context, next *state) (adopted boo
 			err = lerr
 		case disconnected:
 			return false, refusal // the account's grant is to be forgotten: ours too
+		case cur == nil && refusal == nil && !mayRestore(next.tok, s.cfg.opts.now()):
+			// Nothing stored, and ours is too old to be stored back: the
+			// account may have been disconnected and forgotten since.
+			return false, &notConnectedError{s.key}
 		case cur == nil || refusal != nil:
 			err = s.storeSave(ctx, nil, next.tok)
 		case sameToken(cur, next.tok) && cur.RefreshToken == next.tok.RefreshToken:

@@ -147,9 +147,11 @@ type Lister interface {
 }
 
 // A RefusedError reports that Dropbox Sign refused an account's grant for
-// good (its user disconnected the app, or the refresh token was spent), so
-// that only a new authorization brings a token again: [Accounts.Login], or
-// a Save of a new token. [Classify] returns Reauthorize for it.
+// good (its user removed the app in Dropbox Sign, or the refresh token was
+// spent), so that only a new authorization brings a token again:
+// [Accounts.Login], or a Save of a new token. [Classify] returns
+// Reauthorize for it. It is not the app's own disconnection
+// ([*DisconnectedError]).
 //
 // A Store's Load returns one for a key marked with MarkRefused. Each
 // replica reads the mark at its next read of the store (its next refresh,
