@@ -12,7 +12,6 @@ import (
 	"github.com/dropboxsign-go/dropboxsign"
 	"github.com/dropboxsign-go/dropboxsign/internal/fleettest"
 	"github.com/dropboxsign-go/dropboxsign/internal/redistest"
-	"github.com/dropboxsign-go/dropboxsign/internal/storetest"
 	"github.com/dropboxsign-go/dropboxsign/redisstore"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/oauth2"
@@ -20,7 +19,7 @@ import (
 
 // The Redis store on a real Redis Cluster of 3 masters, each with a
 // replica: the conformance suite (listing goes over every master), the
-// fleet, a SIGKILLed lease holder, a failover of the master that holds an
+// watch tests, the fleet, a SIGKILLed lease holder, a failover of the master that holds an
 // account's keys mid-run, and saves that wait for a replica surviving their
 // master's death.
 func TestCluster(t *testing.T) {
@@ -35,14 +34,30 @@ func TestCluster(t *testing.T) {
 	t.Run("Conformance", func(t *testing.T) {
 		for name, sealer := range map[string]*dropboxsign.Sealer{"plain": nil, "sealed": mustSealer(t, bytes.Repeat([]byte{9}, 32))} {
 			t.Run(name, func(t *testing.T) {
-				storetest.Run(t, func(t *testing.T) dropboxsign.Store {
-					s, err := redisstore.New(client, redisstore.Options{Prefix: prefix(), Sealer: sealer})
-					if err != nil {
-						t.Fatal(err)
-					}
-					return s
-				})
+				conformance(t, client, func() redis.UniversalClient { return clusterEnv(c).client(t, "") }, redisstore.Options{Sealer: sealer})
 			})
+		}
+	})
+
+	// Disconnect, Replace and Watch: the change log's stream and the
+	// accounts' hashes on different masters, the subscription on one node,
+	// killed on every node.
+	t.Run("Watch", func(t *testing.T) { runWatchTests(t, clusterEnv(c)) })
+	t.Run("DisconnectWaitsForAReplica", func(t *testing.T) {
+		ctx := ctxFor(t)
+		p := prefix()
+		store, err := redisstore.New(client, redisstore.Options{Prefix: p, WaitReplicas: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := store.Replace(ctx, "acct", &oauth2.Token{AccessToken: "at", RefreshToken: "rt"}); err != nil {
+			t.Fatalf("Replace: %v", err)
+		}
+		if err := store.Disconnect(ctx, "acct"); err != nil {
+			t.Fatalf("Disconnect: %v", err)
+		}
+		if _, err := store.Load(ctx, "acct"); !errors.Is(err, dropboxsign.ErrDisconnected) {
+			t.Errorf("Load after Disconnect: %v", err)
 		}
 	})
 

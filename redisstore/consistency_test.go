@@ -32,7 +32,8 @@ type shape struct {
 	// make leaves rk in the shape: x is the token it was meant to hold, y
 	// one it held before.
 	make func(ctx context.Context, c redis.Cmdable, s *redisstore.Store, key, rk string, x, y *oauth2.Token)
-	// loads is what Load says: "token" (x), "nothing", "refused", "error".
+	// loads is what Load says: "token" (x), "nothing", "refused",
+	// "disconnected", "error".
 	loads string
 	// listed: Keys lists it; else the listing skips it, and reports it
 	// with this type.
@@ -97,6 +98,22 @@ var shapes = []shape{
 		make: func(ctx context.Context, c redis.Cmdable, s *redisstore.Store, key, rk string, x, y *oauth2.Token) {
 			mustDo(c.HSet(ctx, rk, "refused", "yesterday").Err())
 		}},
+	{name: "a disconnection mark", loads: "disconnected", listed: true,
+		make: func(ctx context.Context, c redis.Cmdable, s *redisstore.Store, key, rk string, x, y *oauth2.Token) {
+			mustDo(s.Replace(ctx, key, x))
+			mustDo(s.Disconnect(ctx, key))
+		}},
+	{name: "an older disconnection mark with a leftover token and refusal mark", loads: "disconnected", listed: true,
+		make: func(ctx context.Context, c redis.Cmdable, s *redisstore.Store, key, rk string, x, y *oauth2.Token) {
+			f := fieldsOf(ctx, c, s, key, rk, x)
+			mustDo(s.Disconnect(ctx, key))
+			mustDo(c.HSet(ctx, rk, f).Err())
+			mustDo(c.HSet(ctx, rk, "refused", "1", "disconnected", "1700000000000").Err()) // and older
+		}},
+	{name: "a disconnection mark that is not a time", loads: "disconnected", listed: true,
+		make: func(ctx context.Context, c redis.Cmdable, s *redisstore.Store, key, rk string, x, y *oauth2.Token) {
+			mustDo(c.HSet(ctx, rk, "disconnected", "yesterday").Err())
+		}},
 	{name: "another application's hash", loads: "nothing", skippedAs: "hash",
 		make: func(ctx context.Context, c redis.Cmdable, s *redisstore.Store, key, rk string, x, y *oauth2.Token) {
 			mustDo(c.HSet(ctx, rk, "name", "bob").Err())
@@ -134,7 +151,10 @@ func sameToken(a, b *oauth2.Token) bool {
 // loaded describes what Load returned, for messages.
 func loaded(tok *oauth2.Token, err error) string {
 	var refused *dropboxsign.RefusedError
+	var disconnected *dropboxsign.DisconnectedError
 	switch {
+	case errors.As(err, &disconnected):
+		return "disconnected"
 	case errors.As(err, &refused):
 		return "refused"
 	case errors.Is(err, dropboxsign.ErrNotFound):
@@ -148,8 +168,8 @@ func loaded(tok *oauth2.Token, err error) string {
 // Whatever Load says a key holds, in every shape, is what Save and
 // MarkRefused compare with: Save(prev = the token Load returned) succeeds,
 // Save(prev = nil) succeeds where Load found nothing or a refusal mark and
-// nowhere else, a token Load did not return never matches, and Replace
-// repairs every shape.
+// nowhere else, a token Load did not return never matches, nothing matches
+// a disconnection mark, and Replace repairs every shape.
 func TestSaveComparesWhatLoadReadsInEveryShape(t *testing.T) {
 	r := startRedis(t)
 	c := r.Client(t)
@@ -225,6 +245,21 @@ func TestSaveComparesWhatLoadReadsInEveryShape(t *testing.T) {
 						t.Errorf("Save(prev = nil) where Load finds %s: %v", sh.loads, err)
 					}
 					expect("after Save(prev = nil)", holdsZ)
+				case "disconnected":
+					if !errors.Is(err, dropboxsign.ErrDisconnected) {
+						t.Fatalf("Load says %s, want disconnected", before)
+					}
+					for _, prev := range []*oauth2.Token{nil, x, y} {
+						if err := store.Save(ctx, key, prev, z); !errors.Is(err, dropboxsign.ErrConflict) {
+							t.Errorf("Save(prev = %v) over a disconnection mark: %v, want ErrConflict", prev, err)
+						}
+						if prev != nil {
+							if err := store.MarkRefused(ctx, key, prev); !errors.Is(err, dropboxsign.ErrConflict) {
+								t.Errorf("MarkRefused(%v) over a disconnection mark: %v, want ErrConflict", prev, err)
+							}
+						}
+					}
+					expect("after the conflicts", same)
 				case "error":
 					if err == nil || errors.Is(err, dropboxsign.ErrNotFound) || errors.As(err, &refused) {
 						t.Fatalf("Load says %s, want an error", before)
@@ -383,11 +418,15 @@ func listAll[T any](seq iter.Seq2[T, error], name func(T) string) (map[string]in
 
 func keyName(k string) string                        { return k }
 func refusedName(r *dropboxsign.RefusedError) string { return r.Key }
+func disconnectedName(d *dropboxsign.DisconnectedError) string {
+	return d.Key
+}
 
-// checkListing makes 500 accounts (one in ten refused) and a key of every
-// shape under the store's prefix, and lists them: every account once,
-// every shape Load reads as a record once, every other key reported once
-// per listing and never listed.
+// checkListing makes 500 accounts (one in ten refused, one in ten
+// disconnected) and a key of every shape under the store's prefix, and
+// lists them: every account once, every shape Load reads as a record once
+// (in Refused only refusal marks, in Disconnected only disconnection
+// marks), every other key reported once per listing and never listed.
 func checkListing(t *testing.T, c redis.UniversalClient) {
 	ctx := ctxFor(t)
 	p := prefix()
@@ -396,7 +435,7 @@ func checkListing(t *testing.T, c redis.UniversalClient) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantKeys, wantRefused := map[string]int{}, map[string]int{}
+	wantKeys, wantRefused, wantDisconnected := map[string]int{}, map[string]int{}, map[string]int{}
 	for i := range 500 {
 		key := fmt.Sprintf("acct-%03d", i)
 		tok := &oauth2.Token{AccessToken: "at-" + key, RefreshToken: "rt-" + key}
@@ -404,11 +443,17 @@ func checkListing(t *testing.T, c redis.UniversalClient) {
 			t.Fatal(err)
 		}
 		wantKeys[key] = 1
-		if i%10 == 0 {
+		switch i % 10 {
+		case 0:
 			if err := store.MarkRefused(ctx, key, tok); err != nil {
 				t.Fatal(err)
 			}
 			wantRefused[key] = 1
+		case 5:
+			if err := store.Disconnect(ctx, key); err != nil {
+				t.Fatal(err)
+			}
+			wantDisconnected[key] = 1
 		}
 	}
 	wantSkipped := map[string][]string{}
@@ -421,6 +466,9 @@ func checkListing(t *testing.T, c redis.UniversalClient) {
 		switch {
 		case sh.listed && sh.loads == "refused":
 			wantRefused[key] = 1
+			wantKeys[key] = 1
+		case sh.listed && sh.loads == "disconnected":
+			wantDisconnected[key] = 1
 			wantKeys[key] = 1
 		case sh.listed:
 			wantKeys[key] = 1
@@ -447,6 +495,16 @@ func checkListing(t *testing.T, c redis.UniversalClient) {
 	}
 	if s := sk.take(); !maps.EqualFunc(s, wantSkipped, slices.Equal) {
 		t.Errorf("Refused reported as skipped %v, want %v (each once)", s, wantSkipped)
+	}
+	disconnected, err := listAll(store.Disconnected(ctx), disconnectedName)
+	if err != nil {
+		t.Errorf("Disconnected ended after %d marks: %v", len(disconnected), err)
+	}
+	if !maps.Equal(disconnected, wantDisconnected) {
+		t.Errorf("Disconnected listed %d marks, want %d each once; differences: %v", len(disconnected), len(wantDisconnected), diff(disconnected, wantDisconnected))
+	}
+	if s := sk.take(); !maps.EqualFunc(s, wantSkipped, slices.Equal) {
+		t.Errorf("Disconnected reported as skipped %v, want %v (each once)", s, wantSkipped)
 	}
 }
 

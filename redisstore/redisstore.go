@@ -11,14 +11,29 @@
 // the two. Save compares that fingerprint and writes in one Lua script, so
 // the compare-and-swap is atomic; a record whose fingerprint is missing or
 // not bound to its token (edited by hand) is compared by its token (see
-// Store.Load). The refresh lock is <prefix>lock:<key>, a lease: SET NX PX
+// Store.Load). A refusal mark is the hash {refused: time}; a disconnection
+// mark (Store.Disconnect) is the hash {disconnected: time}, milliseconds
+// since the epoch by Redis's clock, and nothing else: no token, no
+// fingerprint. The refresh lock is <prefix>lock:<key>, a lease: SET NX PX
 // with a random owner token, renewed by the holder every third of its TTL,
 // and released or renewed only by a script that checks the owner first.
 //
+// Disconnect and Replace then append the account's key to a change log, the
+// Redis stream <prefix>changes, and publish it on the channel of the same
+// name, which Store.Watch follows: pushed at once over pub/sub (Redis
+// Cluster too), and read back from the stream every poll, so that a message
+// pub/sub lost is not lost to the watcher. The stream keeps the last 10,000
+// changes at least (trimmed approximately, MAXLEN ~, so 100 more at most)
+// and none older than a day (trimmed at each write and each watcher's
+// poll): about 50 bytes plus the account key an entry (0.6 MB for 10,000
+// entries with 11-byte keys, measured on Redis 7.0).
+//
 // Durability is Redis's: a Save that returned nil survives a Redis restart
 // only with persistence on (appendonly yes; appendfsync always for every
-// write). A replica that reads an empty store after Redis lost its data
-// seeds it again from the token it holds in memory.
+// write); Options.WaitReplicas makes saves, disconnections and their change
+// log entries wait for replicas. A replica that reads an empty store after
+// Redis lost its data seeds it again from the token it holds in memory; a
+// disconnection mark, though, no save ever overwrites.
 package redisstore
 
 import (
@@ -63,18 +78,20 @@ type Options struct {
 	// WaitReplicas, if above 0, makes Save wait (Redis's WAIT, on the
 	// connection that wrote) until that many replicas of the key's master
 	// have the new token, for up to WaitTimeout (default 1 s); fewer is an
-	// error, though the token is written. Redis replicates asynchronously:
-	// without it, a master that fails right after a Save may take the new
-	// token with it, and with rotating refresh tokens that costs the account
-	// a re-authorization. It costs a replication round trip per save (one
-	// per refresh), never a read.
+	// error, though the token is written. Replace and Disconnect wait so
+	// too, for their write and then for their change log entry. Redis
+	// replicates asynchronously: without it, a master that fails right after
+	// a Save may take the new token with it, and with rotating refresh
+	// tokens that costs the account a re-authorization (and a Disconnect,
+	// its mark: a replica could then write the grant back). It costs a
+	// replication round trip per save (one per refresh), never a read.
 	WaitReplicas int
 	WaitTimeout  time.Duration
 	// Skipped, if set, is told of each Redis key under Prefix+"token:"
-	// that Keys or Refused skipped because it holds no record of this
-	// store (see Store.Load): a key of another type (another application
-	// using the same prefix, an operator's SET), or a hash with neither a
-	// blob nor a refused field. redisType is what TYPE says the key is
+	// that Keys, Refused or Disconnected skipped because it holds no
+	// record of this store (see Store.Load): a key of another type
+	// (another application using the same prefix, an operator's SET), or a
+	// hash with no blob, refused or disconnected field. redisType is what TYPE says the key is
 	// ("string", "list", "hash", ...). It is called once per key and
 	// listing, from the goroutine ranging over the listing, which goes on
 	// afterwards: such keys are no accounts, so they neither appear in the
@@ -83,7 +100,8 @@ type Options struct {
 	Skipped func(redisKey, redisType string)
 }
 
-// Store is a dropboxsign.Store, Lister and Replacer in Redis. It is safe for concurrent use.
+// Store is a dropboxsign.Store, Lister and Watcher in Redis. It is safe for
+// concurrent use.
 type Store struct {
 	client  redis.UniversalClient
 	prefix  string
@@ -95,8 +113,8 @@ type Store struct {
 }
 
 var (
-	_ dropboxsign.Lister   = (*Store)(nil)
-	_ dropboxsign.Replacer = (*Store)(nil)
+	_ dropboxsign.Lister  = (*Store)(nil)
+	_ dropboxsign.Watcher = (*Store)(nil)
 )
 
 // New returns a Store using client, which the caller owns and closes.
@@ -136,21 +154,26 @@ func fingerprint(t *oauth2.Token) string {
 	return hex.EncodeToString(h[:])
 }
 
-// Load returns the token stored under key, dropboxsign.ErrNotFound, or a
-// *dropboxsign.RefusedError for a key marked refused.
+// Load returns the token stored under key, dropboxsign.ErrNotFound, a
+// *dropboxsign.RefusedError for a key marked refused, or a
+// *dropboxsign.DisconnectedError for a key marked disconnected.
 //
-// Load, Save, MarkRefused and the listings read a record alike, whatever
-// shape an operator or another program left it in: a hash with a refused
-// field is a refusal mark, whatever else it holds; else a hash with a blob
-// holds the blob's token; else (no key, or a hash with neither) nothing is
-// stored. A key of another Redis type is no record: Load, Save and
-// MarkRefused fail on it with an error saying what it holds, and Replace (a
-// new login) replaces it.
+// Load, Save, MarkRefused, Forget and the listings read a record alike,
+// whatever shape an operator or another program left it in: a hash with a
+// disconnected field is a disconnection mark, whatever else it holds; else
+// a hash with a refused field is a refusal mark; else a hash with a blob
+// holds the blob's token; else (no key, or a hash with none of them)
+// nothing is stored. A key of another Redis type is no record: Load, Save,
+// MarkRefused and Forget fail on it with an error saying what it holds, and
+// Replace (a new login) and Disconnect replace it.
 func (s *Store) Load(ctx context.Context, key string) (*oauth2.Token, error) {
 	rk := s.tokenKey(key)
-	fields, err := s.client.HMGet(ctx, rk, "blob", "refused").Result()
+	fields, err := s.client.HMGet(ctx, rk, "blob", "refused", "disconnected").Result()
 	if err != nil {
 		return nil, s.readError(ctx, "load", key, err)
+	}
+	if since, ok := fields[2].(string); ok {
+		return nil, disconnection(key, since)
 	}
 	if refused, ok := fields[1].(string); ok {
 		return nil, refusal(key, refused)
@@ -191,6 +214,25 @@ func refusal(key, millis string) *dropboxsign.RefusedError {
 	return &dropboxsign.RefusedError{Key: key, Since: time.UnixMilli(ms)}
 }
 
+// disconnection reads a disconnection mark: milliseconds since the Unix
+// epoch (a mark written by hand that is not one has no time).
+func disconnection(key, millis string) *dropboxsign.DisconnectedError {
+	if ms, ok := markMillis(millis); ok {
+		return &dropboxsign.DisconnectedError{Key: key, Since: time.UnixMilli(ms)}
+	}
+	return &dropboxsign.DisconnectedError{Key: key}
+}
+
+// markMillis reads a disconnection mark's time as the scripts do (markLua):
+// 1 to 15 decimal digits, which a Lua number holds exactly.
+func markMillis(s string) (int64, bool) {
+	if len(s) == 0 || len(s) > 15 || strings.Trim(s, "0123456789") != "" {
+		return 0, false
+	}
+	ms, err := strconv.ParseInt(s, 10, 64)
+	return ms, err == nil
+}
+
 // What the save and mark scripts return.
 const (
 	conflict = 0
@@ -212,10 +254,11 @@ const (
 // holdsLua defines holds(expect), which compares what KEYS[1] holds with
 // what expect names (see the expect constants; else a fingerprint, hex, so
 // never one of them), reading the record as Load does. It returns 1 if it
-// matches, 0 if not, 2 (unbound) if only the record's token can tell, or
-// {-1, type} for a key that is no hash. A record's sum binds its
-// fingerprint to its blob: a fingerprint whose sum does not match was not
-// written with that blob, and is not trusted either way.
+// matches, 0 if not (always for a disconnection mark), 2 (unbound) if only
+// the record's token can tell, or {-1, type} for a key that is no hash. A
+// record's sum binds its fingerprint to its blob: a fingerprint whose sum
+// does not match was not written with that blob, and is not trusted either
+// way.
 const holdsLua = `
 local function bind(fp, blob)
   return redis.sha1hex(string.len(fp) .. ':' .. fp .. blob)
@@ -224,7 +267,8 @@ local function holds(expect)
   local t = redis.call('TYPE', KEYS[1]).ok
   if t ~= 'none' and t ~= 'hash' then return {-1, t} end
   local f = {}
-  if t == 'hash' then f = redis.call('HMGET', KEYS[1], 'refused', 'blob', 'fp', 'sum') end
+  if t == 'hash' then f = redis.call('HMGET', KEYS[1], 'refused', 'blob', 'fp', 'sum', 'disconnected') end
+  if f[5] then return 0 end
   if f[1] or not f[2] then
     if expect == '' then return 1 end
     return 0
@@ -286,31 +330,53 @@ func (s *Store) MarkRefused(ctx context.Context, key string, refused *oauth2.Tok
 
 // Save stores t under key if the stored token is still prev (see
 // dropboxsign.Store), atomically, in one script. The comparison reads the
-// record as Load does: prev nil matches no key, a hash without a token, or
-// a refusal mark; a token is compared by the fingerprint the store wrote
-// with it, or, where that is missing or does not match its blob (a record
-// written or edited by hand), by the token itself, at the cost of two more
-// round trips (once: the write binds them).
+// record as Load does: a disconnection mark matches nothing; prev nil
+// matches no key, a hash without a token, or a refusal mark; a token is
+// compared by the fingerprint the store wrote with it, or, where that is
+// missing or does not match its blob (a record written or edited by hand),
+// by the token itself, at the cost of two more round trips (once: the
+// write binds them).
 func (s *Store) Save(ctx context.Context, key string, prev, t *oauth2.Token) error {
 	if t == nil {
 		return errors.New("redisstore: nil token")
 	}
-	return s.write(ctx, key, prev, fingerprint(prev), t)
+	_, err := s.write(ctx, key, prev, fingerprint(prev), t)
+	return err
 }
 
-// Replace stores t under key, replacing anything there, even a value the
-// store cannot read or a key of another type (see dropboxsign.Replacer).
+// Replace stores t under key, replacing anything there, even a mark, a
+// value the store cannot read or a key of another type (see
+// dropboxsign.Store), then appends key to the change log and publishes it
+// (see Watch). If the write succeeded but waiting for replicas or logging
+// the change failed, it returns an error all the same: the caller cannot
+// be sure every replica will learn of it.
 func (s *Store) Replace(ctx context.Context, key string, t *oauth2.Token) error {
 	if t == nil {
 		return errors.New("redisstore: nil token")
 	}
-	return s.write(ctx, key, nil, replaceAny, t)
+	v, err := s.write(ctx, key, nil, replaceAny, t)
+	return s.changed(ctx, "replace", key, v, err)
 }
 
-func (s *Store) write(ctx context.Context, key string, prev *oauth2.Token, expect string, t *oauth2.Token) error {
+// changed logs and publishes a change of key that op's script answered v
+// (and err) for: if the script wrote, even if waiting for replicas then
+// failed. It returns err, or else the logging's error.
+func (s *Store) changed(ctx context.Context, op, key string, v int64, err error) error {
+	if v != written {
+		return err
+	}
+	if lerr := s.logChange(ctx, op, key); err == nil {
+		err = lerr
+	}
+	return err
+}
+
+// write runs the save script and returns its answer (written, with an error
+// if the write happened but too few replicas had it).
+func (s *Store) write(ctx context.Context, key string, prev *oauth2.Token, expect string, t *oauth2.Token) (int64, error) {
 	blob, err := s.sealer.Seal(key, t)
 	if err != nil {
-		return err
+		return conflict, err
 	}
 	fp := fingerprint(t)
 	v, err := s.run(ctx, "save", key, saveScript, true, expect, "", fp, blob)
@@ -319,11 +385,11 @@ func (s *Store) write(ctx context.Context, key string, prev *oauth2.Token, expec
 	}
 	switch {
 	case err != nil:
-		return err
+		return v, err
 	case v != written:
-		return dropboxsign.ErrConflict
+		return v, dropboxsign.ErrConflict
 	}
-	return nil
+	return v, nil
 }
 
 // byToken runs script again for a record whose fingerprint cannot be
@@ -331,12 +397,13 @@ func (s *Store) write(ctx context.Context, key string, prev *oauth2.Token, expec
 // script expecting exactly the blob it read (so that a write in between is
 // a conflict); otherwise it reports a conflict.
 func (s *Store) byToken(ctx context.Context, op, key string, want *oauth2.Token, script *redis.Script, wait bool, args ...any) (int64, error) {
-	fields, err := s.client.HMGet(ctx, s.tokenKey(key), "blob", "refused").Result()
+	fields, err := s.client.HMGet(ctx, s.tokenKey(key), "blob", "refused", "disconnected").Result()
 	if err != nil {
 		return 0, s.readError(ctx, op, key, err)
 	}
 	blob, ok := fields[0].(string)
-	if _, refused := fields[1].(string); refused || !ok {
+	_, refused := fields[1].(string)
+	if _, disconnected := fields[2].(string); refused || disconnected || !ok {
 		return conflict, nil
 	}
 	if tok, err := s.sealer.Open(key, []byte(blob)); err != nil || fingerprint(tok) != fingerprint(want) {
@@ -346,17 +413,18 @@ func (s *Store) byToken(ctx context.Context, op, key string, want *oauth2.Token,
 }
 
 // run runs script on key's record and returns its answer. With wait (and
-// Options.WaitReplicas), a write is followed by WAIT on its connection.
+// Options.WaitReplicas), a write is followed by WAIT on its connection; if
+// too few replicas had it, run returns written with an error.
 func (s *Store) run(ctx context.Context, op, key string, script *redis.Script, wait bool, args ...any) (int64, error) {
-	rk := s.tokenKey(key)
-	if !wait || s.wait <= 0 {
-		res, err := script.Run(ctx, s.client, []string{rk}, args...).Result()
-		if err != nil {
-			return 0, fmt.Errorf("redisstore: %s %q: %w", op, key, err)
-		}
-		return verdict(op, key, res)
+	res, short, err := s.eval(ctx, s.tokenKey(key), script, wait, args...)
+	if err != nil {
+		return 0, fmt.Errorf("redisstore: %s %q: %w", op, key, err)
 	}
-	return s.runAndWait(ctx, op, key, rk, script, args)
+	v, err := verdict(op, key, res)
+	if err != nil || v != written || short == nil {
+		return v, err
+	}
+	return written, fmt.Errorf("redisstore: %s %q: written, but %w", op, key, short)
 }
 
 // verdict reads a save or mark script's answer.
@@ -374,46 +442,48 @@ func verdict(op, key string, res any) (int64, error) {
 	return 0, fmt.Errorf("redisstore: %s %q: the script answered %v", op, key, res)
 }
 
-// runAndWait runs script and WAIT in one pipeline, on one connection to the
-// master that holds rk: WAIT counts the replicas that have this
-// connection's writes.
-func (s *Store) runAndWait(ctx context.Context, op, key, rk string, script *redis.Script, args []any) (int64, error) {
+// eval runs script on rk, the one key it touches, and returns its answer.
+// With wait (and Options.WaitReplicas), WAIT follows in one pipeline, on
+// one connection to the master that holds rk (WAIT counts the replicas
+// that have this connection's writes); short then says, if fewer replicas
+// than wanted acknowledged in time or WAIT failed, that the script's
+// writes may not survive a failover.
+func (s *Store) eval(ctx context.Context, rk string, script *redis.Script, wait bool, args ...any) (res any, short, err error) {
+	if !wait || s.wait <= 0 {
+		res, err := script.Run(ctx, s.client, []string{rk}, args...).Result()
+		return res, nil, err
+	}
 	var node redis.Cmdable = s.client
 	if cc, ok := s.client.(*redis.ClusterClient); ok {
 		master, err := cc.MasterForKey(ctx, rk)
 		if err != nil {
-			return 0, fmt.Errorf("redisstore: %s %q: finding its master: %w", op, key, err)
+			return nil, nil, fmt.Errorf("finding the master of %s: %w", rk, err)
 		}
 		node = master
 	}
 	var ran, acked *redis.Cmd
-	_, err := node.Pipelined(ctx, func(p redis.Pipeliner) error {
+	_, perr := node.Pipelined(ctx, func(p redis.Pipeliner) error {
 		ran = script.Eval(ctx, p, []string{rk}, args...)
 		acked = p.Do(ctx, "WAIT", s.wait, s.waitTO.Milliseconds())
 		return nil
 	})
-	res, rerr := ran.Result()
-	if rerr != nil {
-		return 0, fmt.Errorf("redisstore: %s %q: %w", op, key, rerr)
-	}
-	v, verr := verdict(op, key, res)
-	if verr != nil || v != written {
-		return v, verr
+	if res, err = ran.Result(); err != nil {
+		return nil, nil, err
 	}
 	replicas, _ := acked.Int64()
 	switch {
-	case err != nil:
-		return 0, fmt.Errorf("redisstore: %s %q: written, but waiting for replicas failed: %w", op, key, err)
+	case perr != nil:
+		short = fmt.Errorf("waiting for replicas failed: %w", perr)
 	case replicas < int64(s.wait):
-		return 0, fmt.Errorf("redisstore: %s %q: written, but only %d of %d replicas had it within %v: a failover now could lose it", op, key, replicas, s.wait, s.waitTO)
+		short = fmt.Errorf("only %d of %d replicas had it within %v: a failover now could lose it", replicas, s.wait, s.waitTO)
 	}
-	return written, nil
+	return res, short, nil
 }
 
-// Keys yields every key that holds a token or a refusal mark (as Load reads
-// it: a token it cannot open too), each once, found with SCAN (on every
-// master of a cluster, one after the other): it costs a pass over the
-// keyspace. A Redis key under the store's prefix that holds no record (see
+// Keys yields every key that holds a token, a refusal mark or a
+// disconnection mark (as Load reads it: a token it cannot open too), each
+// once, found with SCAN (on every master of a cluster, one after the
+// other): it costs a pass over the keyspace. A Redis key under the store's prefix that holds no record (see
 // Load) is not an account: it is skipped, reported to Options.Skipped, and
 // the listing goes on; an error (Redis unreachable, say) ends it.
 //
@@ -425,37 +495,50 @@ func (s *Store) runAndWait(ctx context.Context, op, key, rk string, script *redi
 // that moves during the listing to a master already visited can be missed.
 func (s *Store) Keys(ctx context.Context) iter.Seq2[string, error] {
 	return func(yield func(string, error) bool) {
-		if err := s.list(ctx, false, func(key, _ string) bool { return yield(key, nil) }); err != nil {
+		if err := s.list(ctx, "", func(key, _ string) bool { return yield(key, nil) }); err != nil {
 			yield("", err)
 		}
 	}
 }
 
-// Refused yields a *dropboxsign.RefusedError for each key marked refused,
-// each once, found and skipping as Keys does; it remembers only the marks
-// it yields and the keys it skips.
+// Refused yields a *dropboxsign.RefusedError for each key marked refused
+// (not disconnected), each once, found and skipping as Keys does; it
+// remembers only the marks it yields and the keys it skips.
 func (s *Store) Refused(ctx context.Context) iter.Seq2[*dropboxsign.RefusedError, error] {
 	return func(yield func(*dropboxsign.RefusedError, error) bool) {
-		if err := s.list(ctx, true, func(key, refused string) bool { return yield(refusal(key, refused), nil) }); err != nil {
+		if err := s.list(ctx, "refused", func(key, refused string) bool { return yield(refusal(key, refused), nil) }); err != nil {
+			yield(nil, err)
+		}
+	}
+}
+
+// Disconnected yields a *dropboxsign.DisconnectedError for each key marked
+// disconnected, each once, found and skipping as Keys does; it remembers
+// only the marks it yields and the keys it skips.
+func (s *Store) Disconnected(ctx context.Context) iter.Seq2[*dropboxsign.DisconnectedError, error] {
+	return func(yield func(*dropboxsign.DisconnectedError, error) bool) {
+		if err := s.list(ctx, "disconnected", func(key, since string) bool { return yield(disconnection(key, since), nil) }); err != nil {
 			yield(nil, err)
 		}
 	}
 }
 
 // classifyScript tells what KEYS[1] holds, as Load reads it, atomically:
-// {type}, {'hash', 'token'} or {'hash', 'refused', mark}.
+// {type}, {'hash', 'token'}, {'hash', 'refused', mark} or
+// {'hash', 'disconnected', mark}.
 var classifyScript = redis.NewScript(`
 local t = redis.call('TYPE', KEYS[1]).ok
 if t ~= 'hash' then return {t} end
-local f = redis.call('HMGET', KEYS[1], 'blob', 'refused')
+local f = redis.call('HMGET', KEYS[1], 'blob', 'refused', 'disconnected')
+if f[3] then return {t, 'disconnected', f[3]} end
 if f[2] then return {t, 'refused', f[2]} end
 if f[1] then return {t, 'token'} end
 return {t}
 `)
 
-// held is what a key under the prefix holds: a record ("token" or
-// "refused", with the mark) or, if what is "", none (typ says what it is:
-// "none" for a key deleted since SCAN returned it).
+// held is what a key under the prefix holds: a record ("token", "refused"
+// or "disconnected", with the mark) or, if what is "", none (typ says what
+// it is: "none" for a key deleted since SCAN returned it).
 type held struct{ typ, what, mark string }
 
 const (
@@ -463,11 +546,11 @@ const (
 	batchLen  = 100  // keys classified per round trip
 )
 
-// list calls each with every record under the prefix (only refusal marks
-// if refusedOnly) and its mark, once each, in the caller's goroutine, until
-// each returns false. Keys holding no record go to skip, once each. It
-// returns the error that ended the listing, if any.
-func (s *Store) list(ctx context.Context, refusedOnly bool, each func(key, mark string) bool) error {
+// list calls each with every record under the prefix (only those whose
+// what is only, unless only is "") and its mark, once each, in the caller's
+// goroutine, until each returns false. Keys holding no record go to skip,
+// once each. It returns the error that ended the listing, if any.
+func (s *Store) list(ctx context.Context, only string, each func(key, mark string) bool) error {
 	seen, skipped := newSeenSet(), newSeenSet()
 	stop := errors.New("stop")
 	visit := func(c redis.UniversalClient) error {
@@ -489,7 +572,7 @@ func (s *Store) list(ctx context.Context, refusedOnly bool, each func(key, mark 
 					if skipped.add(rk) {
 						s.skip(rk, k.typ)
 					}
-				case refusedOnly && k.what != "refused":
+				case only != "" && k.what != only:
 				case !seen.add(rk): // SCAN returned it again
 				case !each(strings.TrimPrefix(rk, s.prefix+"token:"), k.mark):
 					return stop

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,16 +47,53 @@ func TestConformance(t *testing.T) {
 		"encrypted": {Sealer: mustSealer(t, key)},
 	} {
 		t.Run(name, func(t *testing.T) {
-			storetest.Run(t, func(t *testing.T) dropboxsign.Store {
-				opts.Prefix = prefix()
-				s, err := redisstore.New(c, opts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				return s
-			})
+			conformance(t, c, func() redis.UniversalClient { return r.Client(t) }, opts)
 		})
 	}
+}
+
+// conformance runs storetest on stores of client with opts (each with a
+// prefix of its own), looking at a key's record with HGETALL, and giving
+// each a peer on a client of its own from another (as another process's).
+func conformance(t *testing.T, client redis.UniversalClient, another func() redis.UniversalClient, opts redisstore.Options) {
+	var mu sync.Mutex
+	prefixOf := map[dropboxsign.Store]string{}
+	storetest.Run(t, func(t *testing.T) dropboxsign.Store {
+		opts.Prefix = prefix()
+		s, err := redisstore.New(client, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		prefixOf[s] = opts.Prefix
+		return s
+	},
+		storetest.WithRaw(func(s dropboxsign.Store, key string) []byte {
+			mu.Lock()
+			rk := prefixOf[s] + "token:" + key
+			mu.Unlock()
+			f, err := client.HGetAll(context.Background(), rk).Result()
+			if err != nil || len(f) == 0 {
+				return nil
+			}
+			var b strings.Builder
+			for k, v := range f {
+				fmt.Fprintf(&b, "%s=%s\n", k, v)
+			}
+			return []byte(b.String())
+		}),
+		storetest.WithPeer(func(t *testing.T, s dropboxsign.Store) dropboxsign.Store {
+			mu.Lock()
+			o := opts
+			o.Prefix = prefixOf[s]
+			mu.Unlock()
+			peer, err := redisstore.New(another(), o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return peer
+		}))
 }
 
 func TestEncryptionAtRestAndKeyRotation(t *testing.T) {
