@@ -2,17 +2,15 @@ package dropboxsign_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/dropboxsign-go/dropboxsign"
 	"github.com/dropboxsign-go/dropboxsign/internal/fleettest"
 )
 
-// fileDisconnects is a run with disconnections on a FileStore shared by 4
-// worker processes, 50 accounts: refreshes spread over half of an 8 s
-// lifetime, each in flight for 300 ms at the fake; a 1 s watch poll. A
-// FileStore has no push channel to cut: its watch checks the journal's
-// size every 50 ms, which a process cannot lose, and reads it every poll.
+// fileDisconnects runs fleettest.Disconnects on a FileStore shared by the
+// worker processes. A FileStore has no push channel to cut: its watch
+// checks the journal's size every 50 ms, which no connection can lose, and
+// reads it every poll in any case.
 func fileDisconnects(t *testing.T, name string, kills int) {
 	if testing.Short() {
 		t.Skip("a multi-process run of several seconds")
@@ -22,9 +20,8 @@ func fileDisconnects(t *testing.T, name string, kills int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := fleettest.DisconnectConfig{Name: name, Replicas: 4, Accounts: 50, Callers: 4, Lifetime: 8 * time.Second,
-		Latency: 300 * time.Millisecond, Poll: time.Second, Disconnects: 20, Relogins: 6, Window: 4 * time.Second, Kills: kills,
-		StoreEnv: []string{"FLEET_FILESTORE_DIR=" + dir}}
+	cfg := fleettest.Disconnects(name)
+	cfg.Kills, cfg.StoreEnv = kills, []string{"FLEET_FILESTORE_DIR=" + dir}
 	fleettest.CheckDisconnects(t, fleettest.RunDisconnects(t, cfg, fs))
 }
 

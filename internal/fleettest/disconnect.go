@@ -84,6 +84,18 @@ type DisconnectConfig struct {
 	StoreEnv []string
 }
 
+// Disconnects is the run the store tests make, named name: 4 workers × 50
+// accounts, 4 callers each; an 8 s token lifetime (refreshes every 4 s,
+// longer than the bound, so that a worker that stopped using a grant
+// within it did not learn of the disconnection at its next refresh), each
+// refresh in flight for 300 ms; a 1 s watch poll; 20 accounts disconnected
+// over 4 s, 6 of them logged in again. The caller adds StoreEnv, and Cut or
+// Kills.
+func Disconnects(name string) DisconnectConfig {
+	return DisconnectConfig{Name: name, Replicas: 4, Accounts: 50, Callers: 4, Lifetime: 8 * time.Second,
+		Latency: 300 * time.Millisecond, Poll: time.Second, Disconnects: 20, Relogins: 6, Window: 4 * time.Second}
+}
+
 // StoreState is what the store held for an account at a moment.
 type StoreState struct {
 	Mark  bool   // a disconnection mark
@@ -137,7 +149,11 @@ type DisconnectReport struct {
 	Poll    time.Duration
 	Started time.Time // the workers were started
 	Ready   time.Time // every worker had served every account
-	Events  []DisconnectEvent
+	// Resolved: every worker had been told of every change, and served
+	// every new login (or the run stopped waiting); Ended: the workers
+	// had ended.
+	Resolved, Ended time.Time
+	Events          []DisconnectEvent
 	// Final is what the store held for each account after the workers
 	// ended; Untouched lists the accounts never disconnected.
 	Final     map[string]StoreState
@@ -555,14 +571,15 @@ type plan struct {
 // token per account (their expiries staggered over half a lifetime, so
 // that refreshes are spread); cfg.Replicas worker processes calling the
 // API for every account; and, once every worker has served every account,
-// disconnections, at seeded random moments (every other one aimed at the
-// moment the account's refresh is due, for it to land in the refresh), by
-// the test process through its own Accounts on store, with new logins of
-// some of them a random moment later (or, with cfg.Kills, by child
-// processes SIGKILLed mid-way). It then waits until every worker has been
-// told of every change by its store's watch and has served every new
-// login, watches one more poll, ends the workers, and reads the store and
-// the fake. Check the report with [CheckDisconnects].
+// disconnections by the test process through its own Accounts on store,
+// at seeded random moments, with new logins of some of them a random
+// moment later (or, with cfg.Kills, by child processes SIGKILLed mid-way).
+// Every other disconnection then waits for the moment the refresh of one
+// of its group of accounts is due, and takes that account, so as to land
+// in the refresh. The run then waits until every worker has been told of
+// every change by its store's watch and has served every new login,
+// watches one more poll, ends the workers, and reads the store and the
+// fake. Check the report with [CheckDisconnects].
 func RunDisconnects(t *testing.T, cfg DisconnectConfig, store dropboxsign.Store) *DisconnectReport {
 	t.Helper()
 	if cfg.Seed == 0 {
@@ -721,18 +738,26 @@ func RunDisconnects(t *testing.T, cfg DisconnectConfig, store dropboxsign.Store)
 			killRound(t, ctx, cfg, spec, acc, load, plans[share[0]:share[0]+len(share)], evs[share[0]:share[0]+len(share)], kills[r], killDelays[r])
 		}
 	} else {
+		// The aimed disconnections take, when their moment comes, the
+		// account of theirs whose refresh is due next.
+		aimed := &aimPool{grant: rep.grant}
+		for _, p := range plans {
+			if p.aim {
+				aimed.keys = append(aimed.keys, p.key)
+			}
+		}
 		var running sync.WaitGroup
 		for j, p := range plans {
 			running.Go(func() {
 				e := &evs[j]
-				e.Key, e.Grant = p.key, rep.grant[p.key]
 				sleepUntil(ctx, rep.Ready.Add(p.offset))
 				if p.aim {
-					if due := nextRefresh(srv, e.Grant, cfg.Lifetime, seeded[p.key]); !due.IsZero() && time.Until(due) > -cfg.Latency/2 && time.Until(due) < cfg.Lifetime/2 {
-						e.Aimed = due
-						sleepUntil(ctx, due.Add(cfg.Latency/2))
+					p.key, e.Aimed = aimed.take(srv, cfg, seeded)
+					if !e.Aimed.IsZero() {
+						sleepUntil(ctx, e.Aimed.Add(cfg.Latency/2))
 					}
 				}
+				e.Key, e.Grant = p.key, rep.grant[p.key]
 				e.Start = time.Now()
 				err := acc.Disconnect(ctx, p.key)
 				e.End = time.Now()
@@ -793,6 +818,7 @@ func RunDisconnects(t *testing.T, cfg DisconnectConfig, store dropboxsign.Store)
 		return true
 	})
 	rep.Unresolved = missing
+	rep.Resolved = time.Now()
 	// One more poll of calls, for the checks to see what the workers do
 	// after they were told (no verdict needs it).
 	sleepUntil(ctx, time.Now().Add(cfg.Poll))
@@ -805,6 +831,7 @@ func RunDisconnects(t *testing.T, cfg DisconnectConfig, store dropboxsign.Store)
 			t.Fatalf("worker %d: %v\n%s", i, err, w.stderr.String())
 		}
 	}
+	rep.Ended = time.Now()
 	reading.Wait()
 	if stopCut != nil {
 		stopCut()
@@ -989,6 +1016,33 @@ func toldLogin(r *workerRecord, key string, rl *Relogin) time.Time {
 		}
 	}
 	return at
+}
+
+// aimPool is the accounts of the disconnections aimed at a refresh.
+type aimPool struct {
+	mu    sync.Mutex
+	keys  []string
+	grant map[string]string
+}
+
+// take removes from the pool the account whose refresh is due next (from
+// now less half the fake's latency: a refresh that may still be in
+// flight), and returns it with that moment; the pool's first account and
+// zero if none is due within half a lifetime.
+func (a *aimPool) take(srv *dropboxsigntest.Server, cfg DisconnectConfig, seeded map[string]*oauth2.Token) (string, time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	best, due := 0, time.Time{}
+	from, to := time.Now().Add(-cfg.Latency/2), time.Now().Add(cfg.Lifetime/2)
+	for i, key := range a.keys {
+		d := nextRefresh(srv, a.grant[key], cfg.Lifetime, seeded[key])
+		if d.After(from) && d.Before(to) && (due.IsZero() || d.Before(due)) {
+			best, due = i, d
+		}
+	}
+	key := a.keys[best]
+	a.keys = slices.Delete(a.keys, best, best+1)
+	return key, due
 }
 
 // nextRefresh returns when the library refreshes the grant's newest
@@ -1200,8 +1254,8 @@ func checkDisconnects(t reporter, rep *DisconnectReport) Figures {
 			t.Logf("worker %d: %d watch failures; the first: %s", w, r.res.WatchErrors, r.res.WatchError)
 		}
 	}
-	t.Logf("%s: %d workers, %d API calls, %d failed otherwise than as disconnected; %d refreshes, %d watch failures reported; push cut %d times",
-		rep.Name, len(rep.workers), calls, failures, rep.Stats.Refreshes, watchErrs, rep.CutCalls)
+	t.Logf("%s: %d workers, %d API calls, %d failed otherwise than as disconnected; %d refreshes, %d watch failures reported; push cut %d times; all served at %s, everything seen at %s, ended at %s",
+		rep.Name, len(rep.workers), calls, failures, rep.Stats.Refreshes, watchErrs, rep.CutCalls, rep.at(rep.Ready), rep.at(rep.Resolved), rep.at(rep.Ended))
 	logEvents(t, mergeEvents(rep.workers))
 
 	var lags []time.Duration
@@ -1275,7 +1329,7 @@ func checkDisconnects(t reporter, rep *DisconnectReport) Figures {
 		lag := max(last.Sub(e.End), 0)
 		lags = append(lags, lag)
 
-		var worst time.Duration
+		var worst, worstBound time.Duration
 		for w := range rep.workers {
 			r := &rep.workers[w]
 			at := told(r, e.Key, e.Start, e.End)
@@ -1296,7 +1350,9 @@ func checkDisconnects(t reporter, rep *DisconnectReport) Figures {
 					w, e.Key, ms(at.Sub(e.End)), ms(bound.Sub(e.End)), ms(rep.Poll), ms(bound.Sub(e.End)-rep.Poll))
 			default:
 				toldLags = append(toldLags, max(at.Sub(e.End), 0))
-				worst = max(worst, at.Sub(e.End))
+				if at.Sub(e.End) > worst {
+					worst, worstBound = at.Sub(e.End), bound.Sub(e.End)
+				}
 			}
 			if !at.IsZero() && lastUse.After(at) {
 				t.Errorf("worker %d, %s: a call that began %s after its watch reported the disconnection presented a token of the grant", w, e.Key, ms(lastUse.Sub(at)))
@@ -1334,8 +1390,8 @@ func checkDisconnects(t reporter, rep *DisconnectReport) Figures {
 		if rl := e.Relogin; rl != nil {
 			relogin = fmt.Sprintf("; logged in again at %s", rep.at(rl.End))
 		}
-		t.Logf("%s disconnected %s, returned at %s (took %s): the grant's tokens last presented at the fake %s after, %d of them after; every worker told within %s%s",
-			e.Key, how, rep.at(e.End), ms(e.End.Sub(e.Start)), ms(lag), presented, ms(worst), relogin)
+		t.Logf("%s disconnected %s, returned at %s (took %s): the grant's tokens last presented at the fake %s after, %d of them after; every worker told within %s (that worker's bound: %s)%s",
+			e.Key, how, rep.at(e.End), ms(e.End.Sub(e.Start)), ms(lag), presented, ms(worst), ms(worstBound), relogin)
 		fig.N++
 	}
 	for _, key := range rep.Untouched {
