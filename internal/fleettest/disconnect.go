@@ -89,11 +89,11 @@ type DisconnectConfig struct {
 // longer than the bound, so that a worker that stopped using a grant
 // within it did not learn of the disconnection at its next refresh), each
 // refresh in flight for 300 ms; a 1 s watch poll; 20 accounts disconnected
-// over 4 s, 6 of them logged in again. The caller adds StoreEnv, and Cut or
+// over 3 s, 6 of them logged in again. The caller adds StoreEnv, and Cut or
 // Kills.
 func Disconnects(name string) DisconnectConfig {
 	return DisconnectConfig{Name: name, Replicas: 4, Accounts: 50, Callers: 4, Lifetime: 8 * time.Second,
-		Latency: 300 * time.Millisecond, Poll: time.Second, Disconnects: 20, Relogins: 6, Window: 4 * time.Second}
+		Latency: 300 * time.Millisecond, Poll: time.Second, Disconnects: 20, Relogins: 6, Window: 3 * time.Second}
 }
 
 // StoreState is what the store held for an account at a moment.
@@ -578,7 +578,7 @@ type plan struct {
 // of its group of accounts is due, and takes that account, so as to land
 // in the refresh. The run then waits until every worker has been told of
 // every change by its store's watch and has served every new login,
-// watches one more poll, ends the workers, and reads the store and the
+// watches half a poll more, ends the workers, and reads the store and the
 // fake. Check the report with [CheckDisconnects].
 func RunDisconnects(t *testing.T, cfg DisconnectConfig, store dropboxsign.Store) *DisconnectReport {
 	t.Helper()
@@ -819,9 +819,9 @@ func RunDisconnects(t *testing.T, cfg DisconnectConfig, store dropboxsign.Store)
 	})
 	rep.Unresolved = missing
 	rep.Resolved = time.Now()
-	// One more poll of calls, for the checks to see what the workers do
-	// after they were told (no verdict needs it).
-	sleepUntil(ctx, time.Now().Add(cfg.Poll))
+	// Half a poll more of calls, for the checks to see what the workers
+	// do after they were told (no verdict needs it).
+	sleepUntil(ctx, time.Now().Add(cfg.Poll/2))
 
 	for _, w := range workers {
 		w.stdin.Close()
