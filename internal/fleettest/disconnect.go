@@ -1139,14 +1139,14 @@ type Figures struct {
 	// store read came before the mark: none may be stored or presented);
 	// InFlight counts those whose request had reached the fake before.
 	LateTokens, InFlight int
-	// Hits counts the disconnections that landed in a refresh of their
-	// grant: its token request arrived before Disconnect returned, its
-	// token was issued after Disconnect began.
+	// Hits counts the refreshes of a disconnected grant that were under
+	// way while its Disconnect ran: requested before it returned, their
+	// token issued after it began.
 	Hits int
 }
 
 func (f Figures) String() string {
-	return fmt.Sprintf("%s: %d disconnections; last API request with the grant's token after Disconnect returned: p50 %s, p99 %s, max %s; workers told: p50 %s, p99 %s, max %s; %d landed in a refresh; %d tokens issued after the return (%d requested before it), none stored or presented",
+	return fmt.Sprintf("%s: %d disconnections; last API request with the grant's token after Disconnect returned: p50 %s, p99 %s, max %s; workers told: p50 %s, p99 %s, max %s; %d refreshes under way at a Disconnect; %d tokens issued after the return (%d requested before it), none stored or presented",
 		f.Name, f.N, ms(f.P50), ms(f.P99), ms(f.Max), ms(f.ToldP50), ms(f.ToldP99), ms(f.ToldMax), f.Hits, f.LateTokens, f.InFlight)
 }
 
