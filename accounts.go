@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"hash/maphash"
 	"iter"
 	"net/http"
@@ -57,8 +58,10 @@ type Accounts struct {
 	// exiting serializes Shutdowns' last saves.
 	exiting sync.Mutex
 	// stopWatch ends the watch of the store's changes (see
-	// accounts_watch.go); nil if the store is no Watcher.
+	// accounts_watch.go), and watchDone is closed once it has; nil if the
+	// store is no Watcher.
 	stopWatch context.CancelFunc
+	watchDone chan struct{}
 }
 
 const accountShards = 64
@@ -450,6 +453,10 @@ func (a *Accounts) Shutdown(ctx context.Context) error {
 				errs = append(errs, err)
 			}
 		}
+	}
+	// Last, so that a Watch that ignores its context delays no save.
+	if err := a.waitWatch(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("dropboxsign: the store's Watch has not returned: %w", err))
 	}
 	return errors.Join(errs...)
 }

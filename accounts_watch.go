@@ -23,7 +23,8 @@ func (a *Accounts) watch() {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	a.stopWatch = cancel
+	done := make(chan struct{})
+	a.stopWatch, a.watchDone = cancel, done
 	wa := weak.Make(a) // nothing the goroutine keeps may reference a (a.cfg does: pin)
 	poll := a.cfg.opts.watchPoll
 	report := func(c Change) {
@@ -34,12 +35,32 @@ func (a *Accounts) watch() {
 		}
 	}
 	go func() {
+		defer close(done)
 		defer cancel()
 		for n := 1; ctx.Err() == nil; n++ {
-			_, err := callOut(ctx, "Store.Watch", func() (struct{}, error) {
+			restarted := make(chan struct{})
+			if n > 1 {
+				// The new Watch reports only what changes once it runs:
+				// whatever changed since the last one ended is unknown.
+				// All now, and All again a poll later, by when the new
+				// Watch runs and reports the rest itself.
+				report(Change{All: true})
+				go func() {
+					select {
+					case <-time.After(poll):
+						report(Change{All: true})
+					case <-restarted:
+					}
+				}()
+			}
+			// callOut for its recovery of a panic; with a context that does
+			// not end, so that it waits for Watch to return (Shutdown waits
+			// for this goroutine: no watch outlives it).
+			_, err := callOut(context.Background(), "Store.Watch", func() (struct{}, error) {
 				w.Watch(ctx, poll, report)
 				return struct{}{}, nil
 			}, nil)
+			close(restarted)
 			if ctx.Err() != nil {
 				return
 			}
@@ -56,6 +77,19 @@ func (a *Accounts) watch() {
 		}
 	}()
 	runtime.AddCleanup(a, func(cancel context.CancelFunc) { cancel() }, cancel)
+}
+
+// waitWatch waits, until ctx ends, for the watch, stopped, to return.
+func (a *Accounts) waitWatch(ctx context.Context) error {
+	if a.watchDone == nil {
+		return nil
+	}
+	select {
+	case <-a.watchDone:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // changed handles a change the store reported: the account it names, if
@@ -104,13 +138,13 @@ func (a *Accounts) lookup(account string) *TokenSource {
 // recheck has the source read the store again before its token serves
 // another call, at once (a backoff under way is cut short): the store says
 // the account changed. A run under way carries the recheck over to the
-// state it publishes (see publish).
+// state it publishes (see publish). It always publishes a new state, even
+// over one that awaits a recheck already: a run that started from that one
+// may have read the store before this change, and only a new state tells
+// it so.
 func (s *TokenSource) recheck() {
 	for {
 		cur := s.state.Load()
-		if cur.recheck && cur.tr.retryAt.IsZero() {
-			return
-		}
 		next := *cur
 		next.recheck = true
 		if !cur.tr.retryAt.IsZero() {

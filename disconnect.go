@@ -60,13 +60,26 @@ func (a *Accounts) Disconnect(ctx context.Context, account string) error {
 	defer mu.Unlock()
 	s := a.lookup(account)
 	now := a.cfg.opts.now()
+	d := &DisconnectedError{Key: account, Since: now}
 	if s != nil {
-		s.cut(&DisconnectedError{Key: account, Since: now})
+		s.cut(d)
 	}
-	_, err := callOut(ctx, "Store.Disconnect", func() (struct{}, error) {
-		return struct{}{}, a.cfg.opts.store.Disconnect(ctx, account)
+	// Bounded as every store call is: the login lock is held meanwhile.
+	callCtx, cancel := context.WithTimeout(ctx, a.cfg.opts.timeout)
+	defer cancel()
+	_, err := callOut(callCtx, "Store.Disconnect", func() (struct{}, error) {
+		return struct{}{}, a.cfg.opts.store.Disconnect(callCtx, account)
 	}, nil)
-	if err != nil {
+	if err == nil {
+		// Again, now that the mark is there: a source made meanwhile (a
+		// call that came), or a run started from the first cut (the
+		// store's news of another change cut its pause short), may hold
+		// the token they read before the mark. The mark stops every read
+		// from now on.
+		if s = a.lookup(account); s != nil {
+			s.cut(d)
+		}
+	} else {
 		if s != nil {
 			s.uncut() // not known to be disconnected: the store decides at the next call
 		}
@@ -135,6 +148,8 @@ func (a *Accounts) Forget(ctx context.Context, account string) error {
 		return err
 	}
 	before := a.cfg.opts.now().Add(-ForgetAfter)
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.opts.timeout)
+	defer cancel()
 	_, err := callOut(ctx, "Store.Forget", func() (struct{}, error) {
 		return struct{}{}, a.cfg.opts.store.Forget(ctx, account, before)
 	}, nil)
@@ -232,6 +247,8 @@ func (a *Accounts) Connection(ctx context.Context, account string) Connection {
 	if c.Err = a.checkCall(account); c.Err != nil {
 		return c
 	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.opts.timeout)
+	defer cancel()
 	tok, err := callOut(ctx, "Store.Load", func() (*oauth2.Token, error) {
 		return a.cfg.opts.store.Load(ctx, account)
 	}, nil)

@@ -155,7 +155,7 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 	switch {
 	case refusal != nil && !st.overrides(refusal):
 		return st.refused(refusal, st.tr.refusedRT, now, true)
-	case stored == nil && refusal == nil && !st.tr.replace && !mayRestore(st.tok, now):
+	case stored == nil && refusal == nil && !st.tr.replace && !st.seed && !mayRestore(st.tok, now):
 		// Nothing stored, and our token, unsaved or not, is too old to be
 		// stored back (see RestoreHorizon): the account may have been
 		// disconnected and forgotten meanwhile.

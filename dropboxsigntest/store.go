@@ -23,8 +23,9 @@ type Store struct {
 	locks    map[string]chan struct{}
 	stats    StoreStats
 	watchers map[*storeWatcher]struct{}
-	muted    bool // SetPush(false): changes reach watchers only at their polls
-	changes  []string
+	muted    bool     // SetPush(false): changes reach watchers only at their polls
+	changes  []string // the log of changes: the newest maxChanges
+	dropped  int      // changes dropped from the log's start
 }
 
 type storeEntry struct {
@@ -227,6 +228,10 @@ func (s *Store) Disconnected(context.Context) iter.Seq2[*dropboxsign.Disconnecte
 	}
 }
 
+// maxChanges is how many changes the log keeps (up to twice as many
+// between trims).
+const maxChanges = 10000
+
 // storeWatcher is one Watch call's queue of changes.
 type storeWatcher struct {
 	wake chan struct{} // one pending wake-up at most
@@ -239,6 +244,11 @@ type storeWatcher struct {
 // held.
 func (s *Store) changed(key string) {
 	s.changes = append(s.changes, key)
+	if len(s.changes) > 2*maxChanges {
+		n := len(s.changes) - maxChanges
+		s.changes = append([]string(nil), s.changes[n:]...)
+		s.dropped += n
+	}
 	if s.muted {
 		return
 	}
@@ -273,7 +283,10 @@ func (s *Store) Watch(ctx context.Context, poll time.Duration, report func(dropb
 	w := &storeWatcher{wake: make(chan struct{}, 1)}
 	s.mu.Lock()
 	s.watchers[w] = struct{}{}
-	seen := len(s.changes)
+	seen := s.dropped + len(s.changes) // in changes ever logged
+	if poll <= 0 {
+		poll = dropboxsign.DefaultWatchPoll
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
@@ -297,9 +310,16 @@ func (s *Store) Watch(ctx context.Context, poll time.Duration, report func(dropb
 		case <-t.C:
 			// The log: what a muted push did not bring.
 			s.mu.Lock()
-			missed := append([]string(nil), s.changes[seen:]...)
-			seen = len(s.changes)
+			lost := seen < s.dropped
+			var missed []string
+			if !lost {
+				missed = append(missed, s.changes[seen-s.dropped:]...)
+			}
+			seen = s.dropped + len(s.changes)
 			s.mu.Unlock()
+			if lost {
+				report(dropboxsign.Change{All: true}) // the log dropped some unread
+			}
 			for _, k := range missed {
 				report(dropboxsign.Change{Key: k})
 			}

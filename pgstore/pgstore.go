@@ -497,8 +497,13 @@ func (s *Store) Forget(ctx context.Context, key string, before time.Time) error 
 	for range 3 {
 		var deleted bool
 		var old *bool // as of the statement's snapshot: nil, no row; true, a mark older than before
+		// The account's entries in the log of changes go with the mark:
+		// they are older than the log's retention by then (see
+		// dropboxsign.ForgetAfter), and they hold the key.
 		err := s.pool.QueryRow(ctx, `WITH gone AS (
 	DELETE FROM `+s.tokens+` WHERE account = $1 AND `+isMark("")+` AND disconnected_at < $2 RETURNING 1
+), scrub AS (
+	DELETE FROM `+s.changes+` WHERE account = $1 AND (EXISTS (SELECT 1 FROM gone) OR NOT EXISTS (SELECT 1 FROM `+s.tokens+` WHERE account = $1))
 )
 SELECT EXISTS (SELECT 1 FROM gone), (SELECT `+isMark("")+` AND disconnected_at < $2 FROM `+s.tokens+` WHERE account = $1)`,
 			execMode, key, before).Scan(&deleted, &old)
