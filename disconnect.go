@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -65,9 +66,14 @@ func (a *Accounts) Disconnect(ctx context.Context, account string) error {
 		s.cut(d)
 	}
 	// Bounded as every store call is: the login lock is held meanwhile.
+	// A call abandoned at its deadline may still land later: until it has
+	// returned, the account's logins wait for it (see awaitDisconnects),
+	// so that it never lands over a login that has said it succeeded.
 	callCtx, cancel := context.WithTimeout(ctx, a.cfg.opts.timeout)
 	defer cancel()
+	ended := a.cfg.disconnecting.begin(account)
 	_, err := callOut(callCtx, "Store.Disconnect", func() (struct{}, error) {
+		defer ended()
 		return struct{}{}, a.cfg.opts.store.Disconnect(callCtx, account)
 	}, nil)
 	if err == nil {
@@ -279,3 +285,64 @@ func (cfg *sourceConfig) clientSecret() string {
 	}
 	return cfg.client.clientSecret
 }
+
+// inflight counts, per account, the Store.Disconnect calls that have not
+// returned.
+type inflight struct {
+	mu    sync.Mutex
+	calls map[string]*inflightCalls
+}
+
+type inflightCalls struct {
+	n    int
+	done chan struct{} // closed when n drops to 0
+}
+
+// begin records a call for account; the function it returns records its
+// end, once.
+func (f *inflight) begin(account string) (ended func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.calls == nil {
+		f.calls = map[string]*inflightCalls{}
+	}
+	c := f.calls[account]
+	if c == nil {
+		c = &inflightCalls{done: make(chan struct{})}
+		f.calls[account] = c
+	}
+	c.n++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if c.n--; c.n == 0 {
+				close(c.done)
+				delete(f.calls, account)
+			}
+		})
+	}
+}
+
+// wait returns once no call for account is in flight, or ctx's error.
+func (f *inflight) wait(ctx context.Context, account string) error {
+	f.mu.Lock()
+	c := f.calls[account]
+	f.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return errDisconnectInFlight
+	}
+}
+
+// errDisconnectInFlight is a login's save put off because a Disconnect of
+// the account, abandoned at its deadline, may still land: the login is
+// saved once it has (or it gives way to the disconnection, if that landed
+// after the login; see writeLogin).
+var errDisconnectInFlight = errors.New("dropboxsign: a disconnection of the account is still under way in the store (its call overran its deadline): the login is saved once it ends")

@@ -69,7 +69,10 @@ func (s *TokenSource) install(ctx context.Context, tok *oauth2.Token) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.opts.timeout)
 	defer cancel()
 	kept := slim(tok)
-	err := s.writeOver(ctx, kept)
+	err := s.cfg.disconnecting.wait(ctx, s.key)
+	if err == nil {
+		err = s.writeOver(ctx, kept)
+	}
 	if err != nil {
 		err = s.storeError("save", err, kept)
 	} else if s.cfg.opts.onRefresh != nil {
@@ -117,6 +120,9 @@ func (s *TokenSource) writeLogin(ctx context.Context, tok *oauth2.Token, loggedI
 	defer mu.Unlock()
 	if st := s.state.Load(); st.tok != tok || st.cut {
 		return errOvertaken
+	}
+	if err := s.cfg.disconnecting.wait(ctx, s.key); err != nil {
+		return err
 	}
 	// A record that cannot be read is no disconnection mark: the login
 	// repairs it (see writeOver).

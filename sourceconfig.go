@@ -29,6 +29,9 @@ type sourceConfig struct {
 	// two at once must not store one token and keep the other.
 	logins   [64]sync.Mutex
 	loginKey maphash.Seed
+	// disconnecting: the accounts with a Store.Disconnect call that has not
+	// returned, abandoned at its deadline or not (see disconnect.go).
+	disconnecting inflight
 
 	// Accounts.Shutdown: closed stops new work; busy counts the runs and
 	// logins under way, and idle is closed when the last one ends.

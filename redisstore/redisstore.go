@@ -22,8 +22,8 @@
 // Redis stream <prefix>changes, and publish it on the channel of the same
 // name, which Store.Watch follows: pushed at once over pub/sub (Redis
 // Cluster too), and read back from the stream every poll, so that a message
-// pub/sub lost is not lost to the watcher. The stream keeps the last 10,000
-// changes at least (trimmed approximately, MAXLEN ~, so 100 more at most)
+// pub/sub lost is not lost to the watcher. The stream keeps at most about
+// 10,100 changes (trimmed approximately, MAXLEN ~ 10000, so up to 100 more)
 // and none older than a day (trimmed at each write and each watcher's
 // poll): about 50 bytes plus the account key an entry (0.6 MB for 10,000
 // entries with 11-byte keys, measured on Redis 7.0).

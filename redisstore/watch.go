@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net"
 	"strconv"
 	"strings"
@@ -147,8 +148,11 @@ return res
 // so that what was published while it was down is reported all the same.
 // It reports All if entries after its cursor were lost before it read them
 // (more than 10,000 changes, or a day, since its last read; the stream
-// deleted: FLUSHALL, a failover to a replica that had not received it,
-// eviction), or if it could not read the log when it started. Each
+// deleted: FLUSHALL, eviction, a failover to a replica that lacked the
+// entry the cursor names), or if it could not read the log when it
+// started. A failover that loses only entries written after the cursor's
+// (acknowledged writes lost: see Options.WaitReplicas) goes unnoticed, as
+// it would for the marks and tokens themselves. Each
 // failure (the subscription broken or unanswered, a read of the log
 // failed) it reports as Err and retries: the subscription with a backoff
 // up to 5 s, the log at the next poll. It pings an idle subscription every
@@ -157,7 +161,9 @@ return res
 //
 // A poll is one script on the stream's node. A change is read by each
 // watcher twice (pushed, then read back by a poll) and reported once,
-// unless the poll reads it before it is pushed. A poll of 0 or less means
+// unless the poll reads it before it is pushed, or the push named another
+// key for its ID (a message forged by another publisher on the channel:
+// the log's key is reported all the same). A poll of 0 or less means
 // dropboxsign.DefaultWatchPoll; one below 10 ms, 10 ms.
 func (s *Store) Watch(ctx context.Context, poll time.Duration, report func(dropboxsign.Change)) {
 	if poll <= 0 {
@@ -167,7 +173,7 @@ func (s *Store) Watch(ctx context.Context, poll time.Duration, report func(dropb
 	if ctx.Err() != nil {
 		return
 	}
-	w := &watch{s: s, report: report, pushed: map[string]struct{}{}}
+	w := &watch{s: s, report: report, pushed: map[string]uint64{}, seed: maphash.MakeSeed()}
 	// The cursor first: a change from now on is after it in the log.
 	w.poll(ctx)
 	events := make(chan pushEvent)
@@ -201,9 +207,14 @@ type watch struct {
 	report func(dropboxsign.Change)
 	cursor string // the last entry read; "" before the first read
 	missed bool   // the first read failed: changes since Watch began are unknown
-	// pushed holds the IDs after the cursor whose keys were pushed and
-	// reported: a poll that reads them does not report them again.
-	pushed map[string]struct{}
+	// pushed holds the IDs after the cursor that were pushed and reported,
+	// each with a hash of the key it was pushed with: a poll that reads
+	// the same ID with the same key does not report it again. The key
+	// counts: anyone who can PUBLISH on the channel can announce an ID to
+	// come with another key, and the entry's own key must still be
+	// reported.
+	pushed map[string]uint64
+	seed   maphash.Seed
 }
 
 // pushed1 reports the change a message announced.
@@ -217,7 +228,7 @@ func (w *watch) pushed1(ctx context.Context, payload string) {
 	}
 	w.report(dropboxsign.Change{Key: key})
 	if w.cursor != "" && idLess(w.cursor, id) && len(w.pushed) < maxPushed {
-		w.pushed[id] = struct{}{}
+		w.pushed[id] = maphash.String(w.seed, key)
 	}
 }
 
@@ -263,11 +274,10 @@ func (w *watch) poll(ctx context.Context) {
 				return
 			}
 			w.cursor = id
-			if _, ok := w.pushed[id]; ok {
-				delete(w.pushed, id)
-				continue
-			}
-			if key, ok := res[i+1].(string); ok {
+			key, isKey := res[i+1].(string)
+			h, wasPushed := w.pushed[id]
+			delete(w.pushed, id)
+			if isKey && !(wasPushed && h == maphash.String(w.seed, key)) {
 				w.report(dropboxsign.Change{Key: key})
 			}
 		}
