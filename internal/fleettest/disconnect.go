@@ -1162,7 +1162,9 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 }
 
 // CheckDisconnects asserts what a run with disconnections must achieve,
-// whatever its store, and logs its figures (with t.Logf, for the docs).
+// whatever its store, and logs its figures (with t.Logf, for the docs);
+// with go test -v it also logs, per disconnection, a line beginning
+// "fleet-sample" with the unrounded samples behind them, for pooling runs.
 // Its verdicts rest on what the library controls, timed by the process
 // that saw it, never on how fast the machine is:
 //   - every Disconnect (retried, after a kill) returned nil, and the store
@@ -1330,6 +1332,7 @@ func checkDisconnects(t reporter, rep *DisconnectReport) Figures {
 		lags = append(lags, lag)
 
 		var worst, worstBound time.Duration
+		var evTold []string // this disconnection's samples of toldLags, for the raw line
 		for w := range rep.workers {
 			r := &rep.workers[w]
 			at := told(r, e.Key, e.Start, e.End)
@@ -1350,6 +1353,7 @@ func checkDisconnects(t reporter, rep *DisconnectReport) Figures {
 					w, e.Key, ms(at.Sub(e.End)), ms(bound.Sub(e.End)), ms(rep.Poll), ms(bound.Sub(e.End)-rep.Poll))
 			default:
 				toldLags = append(toldLags, max(at.Sub(e.End), 0))
+				evTold = append(evTold, max(at.Sub(e.End), 0).String())
 				if at.Sub(e.End) > worst {
 					worst, worstBound = at.Sub(e.End), bound.Sub(e.End)
 				}
@@ -1392,6 +1396,14 @@ func checkDisconnects(t reporter, rep *DisconnectReport) Figures {
 		}
 		t.Logf("%s disconnected %s, returned at %s (took %s): the grant's tokens last presented at the fake %s after, %d of them after; every worker told within %s (that worker's bound: %s)%s",
 			e.Key, how, rep.at(e.End), ms(e.End.Sub(e.Start)), ms(lag), presented, ms(worst), ms(worstBound), relogin)
+		if testing.Verbose() {
+			// The unrounded samples behind the figures, one line per
+			// disconnection, so that runs can be pooled (go test -v):
+			// last_request is this disconnection's sample of P50/P99/Max,
+			// told its samples of ToldP50/ToldP99/ToldMax (one per
+			// worker told within its bound).
+			t.Logf("fleet-sample\t%s\t%s\tlast_request=%s\ttold=%s", rep.Name, e.Key, lag, strings.Join(evTold, ","))
+		}
 		fig.N++
 	}
 	for _, key := range rep.Untouched {
