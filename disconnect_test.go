@@ -622,3 +622,80 @@ func (h *holdAfterSave) watched() bool {
 	defer h.mu.Unlock()
 	return h.reports > 0
 }
+
+// A new login that the store reports while a run of a disconnected account
+// is under way, the run having read the mark before the login, serves at
+// the next call: the run's outcome does not hold it off for the pause a
+// disconnected account waits between reads of the store.
+func TestALoginReportedDuringARunFromTheMarkServesAtOnce(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	mem := dropboxsigntest.NewStore()
+	clk := newClock() // frozen but where the test moves it: only the store's news can cut the pause short
+	held := &holdAfterLoad{Store: mem, loaded: make(chan struct{}), resume: make(chan struct{})}
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), mem, dropboxsign.AsAnotherProcess(), dropboxsign.WithClock(clk.Now), dropboxsign.WithWatchPoll(time.Hour))
+	b := dropboxsign.NewAccounts(ctx, srv.Config(), held, dropboxsign.AsAnotherProcess(), dropboxsign.WithClock(clk.Now), dropboxsign.WithWatchPoll(time.Hour))
+	connected(t, ctx, mem, srv, "ned", a, b)
+	if err := a.Disconnect(ctx, "ned"); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "replica b stops", func() bool {
+		_, err := b.TokenSource("ned").TokenContext(ctx)
+		return errors.Is(err, dropboxsign.ErrDisconnected)
+	})
+	clk.Advance(2 * time.Second) // b's pause before it reads the store again has passed
+	held.arm()
+	go b.TokenSource("ned").TokenContext(ctx) // a run that reads the mark, then waits
+	<-held.loaded
+	before := held.count()
+	tok, err := a.Login(ctx, "ned", authorize(t, srv, srv.Config(), "s"), "s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "replica b hears of the login", func() bool { return held.count() > before })
+	close(held.resume)
+	until(t, ctx, "replica b serves the new login", func() bool {
+		got, err := b.TokenSource("ned").TokenContext(ctx)
+		return err == nil && got.AccessToken == tok.AccessToken
+	})
+}
+
+// holdAfterLoad holds the first Load once armed, after it has read the
+// store, until resume is closed; it counts the changes its watch reports.
+type holdAfterLoad struct {
+	*dropboxsigntest.Store
+	mu             sync.Mutex
+	on             bool
+	reports        int
+	loaded, resume chan struct{}
+}
+
+func (h *holdAfterLoad) arm() { h.mu.Lock(); h.on = true; h.mu.Unlock() }
+
+func (h *holdAfterLoad) Load(ctx context.Context, key string) (*oauth2.Token, error) {
+	t, err := h.Store.Load(ctx, key)
+	h.mu.Lock()
+	hold := h.on
+	h.on = false
+	h.mu.Unlock()
+	if hold {
+		close(h.loaded)
+		<-h.resume
+	}
+	return t, err
+}
+
+func (h *holdAfterLoad) Watch(ctx context.Context, poll time.Duration, report func(dropboxsign.Change)) {
+	h.Store.Watch(ctx, poll, func(c dropboxsign.Change) {
+		report(c)
+		h.mu.Lock()
+		h.reports++
+		h.mu.Unlock()
+	})
+}
+
+func (h *holdAfterLoad) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.reports
+}

@@ -69,8 +69,13 @@ func (s *TokenSource) publish(from, next *state) *state {
 			return cur // only a login or a disconnection replaces the token outside a run
 		}
 		if cur != from && cur.recheck && !next.recheck {
+			// At once, as recheck does: a pause the run's outcome set (a
+			// refused or disconnected account's) would hold off the news.
 			n := *next
 			n.recheck = true
+			if !n.tr.retryAt.IsZero() {
+				n.edit().retryAt = time.Time{}
+			}
 			next = &n
 		}
 		if cur.rejected && sameToken(cur.tok, next.tok) && !next.rejected {
