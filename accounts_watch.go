@@ -136,8 +136,9 @@ func (a *Accounts) lookup(account string) *TokenSource {
 }
 
 // recheck has the source read the store again before its token serves
-// another call, at once (a backoff under way is cut short): the store says
-// the account changed. A run under way carries the recheck over to the
+// another call, at once (a pause after a failed re-read is cut short; the
+// token endpoint's backoff is not: see reread): the store says the
+// account changed. A run under way carries the recheck over to the
 // state it publishes (see publish). It always publishes a new state, even
 // over one that awaits a recheck already: a run that started from that one
 // may have read the store before this change, and only a new state tells
@@ -147,11 +148,51 @@ func (s *TokenSource) recheck() {
 		cur := s.state.Load()
 		next := *cur
 		next.recheck = true
-		if !cur.tr.retryAt.IsZero() {
-			next.edit().retryAt = time.Time{}
+		if !cur.tr.recheckAt.IsZero() {
+			next.edit().recheckAt = time.Time{}
 		}
 		if s.state.CompareAndSwap(cur, &next) {
 			return
 		}
 	}
+}
+
+// reread is the run the store's news calls for (state.recheck) when no
+// refresh is due: one read of the store, and no token request, whatever
+// the token endpoint's backoff (a rate limit must not be broken because an
+// account changed). It takes what the store holds if it replaces the
+// source's token (a mark, a new login's token), and keeps the source's
+// token if the store holds it, an older one, or nothing; a newer stored
+// token that is due replaces the source's at the next refresh, and the
+// source's is not handed out meanwhile.
+func (s *TokenSource) reread(runCtx context.Context, st *state, now time.Time) *state {
+	ctx, cancel := context.WithTimeout(runCtx, s.cfg.opts.timeout)
+	defer cancel()
+	stored, mark, err := s.load(ctx)
+	if err != nil {
+		next := st.failed(s.storeError("load", err, st.tok), now, true)
+		next.edit().recheckAt = next.tr.retryAt
+		s.emit(runCtx, Event{Kind: EventStoreFailed, Op: "load", Err: next.tr.err, RetryAt: next.tr.retryAt, Failures: next.tr.failures})
+		return next
+	}
+	if mark != nil && !st.overrides(mark) {
+		return st.refused(mark, st.tr.refusedRT, now, true)
+	}
+	if stored == nil && st.tok == nil {
+		return st.refused(&notConnectedError{s.key}, "", now, true)
+	}
+	if next := s.adopt(runCtx, st, stored, now); next != nil {
+		return next
+	}
+	if stored == nil || st.holdsNewer(stored) || st.tok != nil && !stored.Expiry.After(st.tok.Expiry) {
+		// Ours still stands: the store holds it, or an older token, or
+		// nothing (a store that lost its data is the refresh's business).
+		next := *st
+		next.recheck = false
+		return &next
+	}
+	// The store's token replaces ours (a new login's, say) but cannot serve
+	// as it is: ours is not handed out any more, and the next refresh,
+	// when the backoff lets it, starts from the store's.
+	return &state{expires: true, tr: st.tr}
 }

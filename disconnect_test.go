@@ -699,3 +699,85 @@ func (h *holdAfterLoad) count() int {
 	defer h.mu.Unlock()
 	return h.reports
 }
+
+// A replica that read the store before its watch began still hears of a
+// disconnection made in between: the watch reports what its log holds
+// from before it was called.
+func TestADisconnectionBeforeTheWatchBeganIsNotMissed(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	mem := dropboxsigntest.NewStore()
+	late := &lateWatch{Store: mem, begin: make(chan struct{})}
+	b := dropboxsign.NewAccounts(ctx, srv.Config(), late, dropboxsign.AsAnotherProcess(), dropboxsign.WithWatchPoll(time.Hour))
+	connected(t, ctx, mem, srv, "oz", b) // read before the watch began
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), mem, dropboxsign.AsAnotherProcess())
+	if err := a.Disconnect(ctx, "oz"); err != nil {
+		t.Fatal(err)
+	}
+	close(late.begin) // b's watch begins only now
+	until(t, ctx, "replica b stops", func() bool {
+		_, err := b.TokenSource("oz").TokenContext(ctx)
+		return errors.Is(err, dropboxsign.ErrDisconnected)
+	})
+}
+
+// lateWatch begins its watch only once begin is closed, as a goroutine
+// that the scheduler runs late would.
+type lateWatch struct {
+	*dropboxsigntest.Store
+	begin chan struct{}
+}
+
+func (l *lateWatch) Watch(ctx context.Context, poll time.Duration, report func(dropboxsign.Change)) {
+	select {
+	case <-l.begin:
+	case <-ctx.Done():
+		return
+	}
+	l.Store.Watch(ctx, poll, report)
+}
+
+// The store's news makes a replica read the store, never make a token
+// request that its backoff forbids: a rate-limited account keeps its
+// token, and Dropbox Sign hears nothing until the limit's reset.
+func TestTheStoresNewsBreaksNoRateLimit(t *testing.T) {
+	srv := newServer(t)
+	ctx := testContext(t)
+	mem := dropboxsigntest.NewStore()
+	watched := &holdAfterLoad{Store: mem} // never armed: it counts the watch's reports
+	clk := newClock()
+	b := dropboxsign.NewAccounts(ctx, srv.Config(), watched, dropboxsign.WithClock(clk.Now), dropboxsign.WithWatchPoll(time.Hour))
+	tok := srv.IssueToken()
+	if err := mem.Save(ctx, "pia", nil, tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.TokenSource("pia").TokenContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Into the refresh window; the refresh meets a rate limit for an hour.
+	srv.InjectFault(dropboxsigntest.RateLimited(time.Now().Add(time.Hour)))
+	clk.Advance(time.Until(tok.Expiry) - 2*time.Minute)
+	if _, err := b.TokenSource("pia").TokenContext(ctx); err != nil {
+		t.Fatalf("in the window: %v", err)
+	}
+	until(t, ctx, "the rate-limited refresh", func() bool { return srv.Stats().Faults == 1 })
+	before, reports, loads := srv.Stats().TokenRequests, watched.count(), mem.Stats().Loads
+	// The account written anew (the same token: news, nothing new): the
+	// store reports it, and b's held account reads the store again.
+	if err := mem.Replace(ctx, "pia", tok); err != nil {
+		t.Fatal(err)
+	}
+	until(t, ctx, "replica b hears of it", func() bool { return watched.count() > reports })
+	for range 20 {
+		got, err := b.TokenSource("pia").TokenContext(ctx)
+		if err != nil || got.AccessToken != tok.AccessToken {
+			t.Fatalf("after the store's news: %v, %v; want the token still", got, err)
+		}
+	}
+	if n := srv.Stats().TokenRequests - before; n != 0 {
+		t.Fatalf("%d token requests during the rate limit's backoff", n)
+	}
+	if mem.Stats().Loads == loads {
+		t.Fatal("the news made no read of the store")
+	}
+}

@@ -303,7 +303,9 @@ func hasLine(file *os.File, line []byte) (bool, error) {
 
 // Watch reports the keys that Disconnect and Replace change, in this
 // process or any other using the same directory, from the moment it is
-// called until ctx ends (see [Watcher]). It stats the journal every 50 ms
+// called until ctx ends (see [Watcher]), and first those its journal holds
+// from before the call (the current generation, read from its start: the
+// caller may have read the store before it called). It stats the journal every 50 ms
 // and reads what was appended since its last read when it changed, and
 // every poll in any case (DefaultWatchPoll if poll is not positive), which
 // also retries a failure (the directory gone or unsafe, the journal
@@ -509,6 +511,7 @@ func (w *journalWatcher) step(root *os.Root) (done bool, err error) {
 	if w.lost || !w.atEnd && !follows {
 		w.all = true // a generation came and went unread, or where it stood is unknown
 	}
+	first := w.atEnd && !w.lost
 	w.atEnd, w.lost = false, false
 	if missing {
 		w.prev = old
@@ -520,7 +523,7 @@ func (w *journalWatcher) step(root *os.Root) (done bool, err error) {
 		return true, fmt.Errorf("dropboxsign: FileStore: watching %s: %w", w.f.path(journalName), err)
 	}
 	w.cur, w.curInfo, w.off, w.skip = file, info, 0, false
-	if !follows {
+	if !follows && !first {
 		// From its end; inside a line, skip to the next.
 		w.off, w.skip = info.Size(), true
 		if err := w.startAtLine(); err != nil {

@@ -464,12 +464,15 @@ func journalPath(fs *dropboxsign.FileStore, name string) string {
 }
 
 // started writes probe lines until the watcher reports one: from then on
-// it sees every change.
+// it sees every change. The watch reports All once as it starts (its
+// caller may have read the store before: see dropboxsign.Watcher), and
+// nothing else but the probes.
 func (w *watching) started() {
 	w.t.Helper()
 	deadline := time.After(wait)
 	retry := time.NewTicker(100 * time.Millisecond)
 	defer retry.Stop()
+	startAll := false
 	for i := 0; ; i++ {
 		appendJournal(w.t, w.fs, fmt.Sprintf("watch-probe-%d\n", i))
 		for again := false; !again; {
@@ -477,6 +480,10 @@ func (w *watching) started() {
 			case c := <-w.changes:
 				if strings.HasPrefix(c.Key, "watch-probe-") {
 					return
+				}
+				if c.All && !startAll && c.Err == nil {
+					startAll = true
+					continue
 				}
 				if c.Err != nil || c.All {
 					w.t.Fatalf("starting the watch: %+v", c)

@@ -137,7 +137,7 @@ func (s *TokenSource) wait(ctx context.Context, st *state, now time.Time) (*oaut
 // attempt comes.
 func (st *state) backingOff(now time.Time) error {
 	t := st.tr
-	if t.err == nil || !now.Before(t.retryAt) {
+	if t.err == nil || !now.Before(t.retryAt) || st.recheckDue(now) {
 		return nil
 	}
 	if Classify(t.err) == Reauthorize {

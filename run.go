@@ -69,12 +69,13 @@ func (s *TokenSource) publish(from, next *state) *state {
 			return cur // only a login or a disconnection replaces the token outside a run
 		}
 		if cur != from && cur.recheck && !next.recheck {
-			// At once, as recheck does: a pause the run's outcome set (a
-			// refused or disconnected account's) would hold off the news.
+			// At once, as recheck does: the re-read is due apart from any
+			// pause the run's outcome set (a refused or disconnected
+			// account's, say), which would hold off the news.
 			n := *next
 			n.recheck = true
-			if !n.tr.retryAt.IsZero() {
-				n.edit().retryAt = time.Time{}
+			if !n.tr.recheckAt.IsZero() {
+				n.edit().recheckAt = time.Time{}
 			}
 			next = &n
 		}
@@ -115,6 +116,9 @@ func (s *TokenSource) refresh(ctx context.Context, st *state, now time.Time) *st
 // refreshShared refreshes under the store's lock: another process may have
 // refreshed already, and the stored refresh token is the one to present.
 func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.Time) *state {
+	if st.recheckDue(now) && !st.tokenRunDue(now) {
+		return s.reread(runCtx, st, now)
+	}
 	ctx, cancel := context.WithTimeout(runCtx, s.cfg.opts.timeout)
 	defer cancel()
 	failed := func(op string, err error, toks ...*oauth2.Token) *state {

@@ -55,6 +55,10 @@ type trouble struct {
 	mark     int64
 	markSeen time.Time
 	ownMark  int64
+
+	// recheckAt: no re-read of the store that the store's news called for
+	// (state.recheck) before this; set after such a read failed.
+	recheckAt time.Time
 }
 
 // clear reports whether t records nothing: a state with such a trouble may
@@ -62,7 +66,7 @@ type trouble struct {
 func (t *trouble) clear() bool {
 	return t.err == nil && t.failures == 0 && t.retryAt.IsZero() && t.refusedRT == "" &&
 		t.rejections == 0 && t.arrived.IsZero() && t.saveErr == nil && t.saveFailures == 0 && t.saveRetryAt.IsZero() && !t.replace && t.loggedIn.IsZero() &&
-		t.mark == 0 && t.markSeen.IsZero() && t.ownMark == 0
+		t.mark == 0 && t.markSeen.IsZero() && t.ownMark == 0 && t.recheckAt.IsZero()
 }
 
 var healthy = &trouble{}
@@ -147,8 +151,21 @@ func (st *state) needsRefresh(now time.Time) bool {
 }
 
 // refreshDue and saveDue report whether a background run would do anything.
+// A re-read of the store that its news called for (recheck) is due apart
+// from the token endpoint's backoff: it makes no token request (see
+// reread).
 func (st *state) refreshDue(now time.Time) bool {
-	return (st.needsRefresh(now) || st.seed || st.recheck) && !now.Before(st.tr.retryAt)
+	return st.tokenRunDue(now) || st.recheckDue(now)
+}
+
+// tokenRunDue reports whether a refresh (or a seed's store) is due.
+func (st *state) tokenRunDue(now time.Time) bool {
+	return (st.needsRefresh(now) || st.seed) && !now.Before(st.tr.retryAt)
+}
+
+// recheckDue reports whether a re-read of the store is due.
+func (st *state) recheckDue(now time.Time) bool {
+	return st.recheck && !now.Before(st.tr.recheckAt)
 }
 
 func (st *state) saveDue(now time.Time) bool {

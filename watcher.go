@@ -26,7 +26,10 @@ type Watcher interface {
 	// Watch reports with All (it cannot tell which keys changed: its log
 	// lost track, or it started over). Failures (the store unreachable,
 	// the push channel down) it retries by itself, reporting each with
-	// Err, and keeps checking every poll meanwhile.
+	// Err, and keeps checking every poll meanwhile. Once it watches, it
+	// reports All, or the changes its log holds from before it was called
+	// (a minute back, say): its caller may have read the store before the
+	// call, and a change in between would otherwise go unreported.
 	Watch(ctx context.Context, poll time.Duration, report func(Change))
 }
 

@@ -278,16 +278,23 @@ func (s *Store) SetPush(on bool) {
 
 // Watch reports the keys that Disconnect and Replace change, until ctx
 // ends (see dropboxsign.Watcher): at once, or, with the push off (see
-// SetPush), at the next poll.
+// SetPush), at the next poll; and first those its log holds from before
+// the call.
 func (s *Store) Watch(ctx context.Context, poll time.Duration, report func(dropboxsign.Change)) {
 	w := &storeWatcher{wake: make(chan struct{}, 1)}
 	s.mu.Lock()
 	s.watchers[w] = struct{}{}
+	// The log's changes from before the call first: the caller may have
+	// read the store before it called (see dropboxsign.Watcher).
+	before := append([]string(nil), s.changes...)
 	seen := s.dropped + len(s.changes) // in changes ever logged
+	s.mu.Unlock()
+	for _, k := range before {
+		report(dropboxsign.Change{Key: k})
+	}
 	if poll <= 0 {
 		poll = dropboxsign.DefaultWatchPoll
 	}
-	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.watchers, w)

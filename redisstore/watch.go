@@ -146,7 +146,9 @@ return res
 // pushed. It also reads the change log, the stream <prefix>changes, from
 // its cursor: every poll, and whenever its subscription is (re)established,
 // so that what was published while it was down is reported all the same.
-// It reports All if entries after its cursor were lost before it read them
+// Once it has its cursor it reports All: its caller may have read the
+// store before it called, and what changed in between is behind the
+// cursor. It reports All if entries after its cursor were lost before it read them
 // (more than 10,000 changes, or a day, since its last read; the stream
 // deleted: FLUSHALL, eviction, a failover to a replica that lacked the
 // entry the cursor names), or if it could not read the log when it
@@ -174,8 +176,14 @@ func (s *Store) Watch(ctx context.Context, poll time.Duration, report func(dropb
 		return
 	}
 	w := &watch{s: s, report: report, pushed: map[string]uint64{}, seed: maphash.MakeSeed()}
-	// The cursor first: a change from now on is after it in the log.
+	// The cursor first: a change from now on is after it in the log. Then
+	// All: the caller may have read the store before Watch was called, and
+	// what changed in between is before the cursor (see
+	// dropboxsign.Watcher).
 	w.poll(ctx)
+	if w.cursor != "" {
+		report(dropboxsign.Change{All: true})
+	}
 	events := make(chan pushEvent)
 	var wg sync.WaitGroup
 	defer wg.Wait()
