@@ -177,6 +177,9 @@ func TestCluster(t *testing.T) {
 				if time.Now().After(deadline) {
 					t.Fatalf("%s: %v after the failover", key, err)
 				}
+				// The slot map go-redis read may predate the promotion (the
+				// node it asked had not heard of it yet): ask again.
+				client.ReloadState(ctx)
 				time.Sleep(50 * time.Millisecond)
 			}
 		}

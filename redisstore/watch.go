@@ -146,9 +146,10 @@ return res
 // pushed. It also reads the change log, the stream <prefix>changes, from
 // its cursor: every poll, and whenever its subscription is (re)established,
 // so that what was published while it was down is reported all the same.
-// Once it has its cursor it reports All: its caller may have read the
-// store before it called, and what changed in between is behind the
-// cursor. It reports All if entries after its cursor were lost before it read them
+// Once it has its cursor it reports the changes of the minute before it
+// (by Redis's clock; All if it cannot read them): its caller may have read
+// the store before it called. It reports All if entries after its cursor
+// were lost before it read them
 // (more than 10,000 changes, or a day, since its last read; the stream
 // deleted: FLUSHALL, eviction, a failover to a replica that lacked the
 // entry the cursor names), or if it could not read the log when it
@@ -177,12 +178,11 @@ func (s *Store) Watch(ctx context.Context, poll time.Duration, report func(dropb
 	}
 	w := &watch{s: s, report: report, pushed: map[string]uint64{}, seed: maphash.MakeSeed()}
 	// The cursor first: a change from now on is after it in the log. Then
-	// All: the caller may have read the store before Watch was called, and
-	// what changed in between is before the cursor (see
-	// dropboxsign.Watcher).
+	// the last minute before it: the caller may have read the store before
+	// Watch was called (see dropboxsign.Watcher).
 	w.poll(ctx)
 	if w.cursor != "" {
-		report(dropboxsign.Change{All: true})
+		w.replay(ctx, replayWindow)
 	}
 	events := make(chan pushEvent)
 	var wg sync.WaitGroup
@@ -428,3 +428,31 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// replayWindow is how far back Watch reports the log's changes from before
+// it was called.
+const replayWindow = time.Minute
+
+// replay reports the keys the log holds from the window before the cursor
+// (by Redis's clock): changes a caller may have missed between its first
+// reads of the store and its call of Watch. If it cannot, it reports All.
+func (w *watch) replay(ctx context.Context, window time.Duration) {
+	now, err := w.s.client.Time(ctx).Result()
+	var entries []redis.XMessage
+	if err == nil {
+		start := strconv.FormatInt(now.Add(-window).UnixMilli(), 10)
+		entries, err = w.s.client.XRangeN(ctx, w.s.changesKey(), start, w.cursor, replayMax).Result()
+	}
+	if err != nil || len(entries) == replayMax {
+		w.report(dropboxsign.Change{All: true})
+		return
+	}
+	for _, e := range entries {
+		if key, ok := e.Values["key"].(string); ok && key != "" {
+			w.report(dropboxsign.Change{Key: key})
+		}
+	}
+}
+
+// replayMax bounds the entries replay reads; more means All.
+const replayMax = 10000

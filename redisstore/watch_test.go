@@ -42,15 +42,7 @@ func startWatch(t *testing.T, store *redisstore.Store, poll time.Duration) *watc
 	w := &watching{changes: make(chan dropboxsign.Change, 1<<16), cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
-		first := true
 		store.Watch(ctx, poll, func(c dropboxsign.Change) {
-			if first && c.All && c.Err == nil {
-				// The All a watch reports once it has its cursor (see
-				// Watch): not what these tests look for.
-				first = false
-				return
-			}
-			first = false
 			w.waiting.Add(1)
 			w.gate.Lock()
 			//lint:ignore SA2001 an empty critical section: waiting for the test to release the gate
