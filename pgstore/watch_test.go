@@ -587,7 +587,11 @@ func TestWatchSilentListenConnection(t *testing.T) {
 		syscall.Kill(stopped, syscall.SIGCONT)
 		srv.Query(fmt.Sprintf("SELECT pg_terminate_backend(%d)", stopped))
 	})
-	if !w.rec.await(from, patience, isErr("received nothing")) {
+	// The watch says something is wrong: usually that its probe came
+	// back from nothing; on a busy machine, a reconnection it was making
+	// may time out first. Either way what matters follows: a new listen
+	// connection, and changes pushed again.
+	if !w.rec.await(from, patience, isErr("listen")) {
 		t.Fatalf("the watch did not report its silent connection; it reported:%s", w.rec.summary())
 	}
 	eventually(t, "a new listen connection", func() bool {
