@@ -170,15 +170,25 @@ func (s *TokenSource) reread(runCtx context.Context, st *state, now time.Time) *
 	defer cancel()
 	stored, mark, err := s.load(ctx)
 	if err != nil {
-		next := st.failed(s.storeError("load", err, st.tok), now, true)
-		next.edit().recheckAt = next.tr.retryAt
-		s.emit(runCtx, Event{Kind: EventStoreFailed, Op: "load", Err: next.tr.err, RetryAt: next.tr.retryAt, Failures: next.tr.failures})
-		return next
+		// Read again after a pause of its own; the token endpoint's
+		// backoff, if any, stands as it is (a rate limit above all). The
+		// store's error is the callers' only if nothing else is.
+		next := *st
+		t := next.edit()
+		t.recheckAt = now.Add(backoff(1))
+		if t.err == nil {
+			t.err, t.retryAt = s.storeError("load", err, st.tok), t.recheckAt
+		}
+		s.emit(runCtx, Event{Kind: EventStoreFailed, Op: "load", Err: t.err, RetryAt: t.recheckAt})
+		return &next
 	}
 	if mark != nil && !st.overrides(mark) {
 		return st.refused(mark, st.tr.refusedRT, now, true)
 	}
 	if stored == nil && st.tok == nil {
+		if lostSince(st, now) {
+			return st.refused(st.tr.err, st.tr.refusedRT, now, true) // as refreshShared: the grace goes on
+		}
 		return st.refused(&notConnectedError{s.key}, "", now, true)
 	}
 	if next := s.adopt(runCtx, st, stored, now); next != nil {
@@ -187,12 +197,30 @@ func (s *TokenSource) reread(runCtx context.Context, st *state, now time.Time) *
 	if stored == nil || st.holdsNewer(stored) || st.tok != nil && !stored.Expiry.After(st.tok.Expiry) {
 		// Ours still stands: the store holds it, or an older token, or
 		// nothing (a store that lost its data is the refresh's business).
+		// The store answered: an error of an earlier read is over.
 		next := *st
 		next.recheck = false
+		if !st.tr.recheckAt.IsZero() || isStoreError(st.tr.err) {
+			t := next.edit()
+			t.recheckAt = time.Time{}
+			if isStoreError(t.err) {
+				t.err, t.retryAt = nil, time.Time{}
+			}
+		}
 		return &next
 	}
-	// The store's token replaces ours (a new login's, say) but cannot serve
-	// as it is: ours is not handed out any more, and the next refresh,
-	// when the backoff lets it, starts from the store's.
+	// The store's token replaces ours (a new login's, say) but is due: it
+	// serves callers meanwhile if it can (the backoff carries over), and
+	// ours is not handed out any more; the next refresh, when the backoff
+	// lets it, starts from the store's.
+	if next := s.holdUsable(st, stored, now); next != st {
+		return next
+	}
 	return &state{expires: true, tr: st.tr}
+}
+
+// isStoreError reports whether err is a failed Store call's.
+func isStoreError(err error) bool {
+	_, ok := err.(*storeError)
+	return ok
 }
