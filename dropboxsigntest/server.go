@@ -4,8 +4,11 @@
 // A [Server] listens on a loopback address and speaks Dropbox Sign's OAuth
 // 2.0 protocol exactly as package dropboxsign expects the real one to: the
 // authorize page, the JSON code exchange at /oauth/token, the JSON refresh at
-// /oauth/token?refresh, both error shapes and the rate-limit headers. A
-// sample API route, /v3/account, accepts only live bearer tokens. By default
+// /oauth/token?refresh, both error shapes and the rate-limit headers. The
+// API routes an app calls first, /v3/account, /v3/signature_request/send
+// and /v3/signature_request/list, accept only live bearer tokens and answer
+// in Dropbox Sign's documented shapes; each account sees only the
+// signature requests sent with its own grant's tokens. By default
 // every refresh rotates the refresh token and the server rejects rotated
 // ones, the strictest behaviour the real service may have.
 //
@@ -48,7 +51,10 @@ const (
 const DefaultLifetime = time.Hour
 
 // Server is a fake Dropbox Sign. Create one with [NewServer] and Close it
-// when done.
+// when done. Besides the OAuth routes it serves [AccountPath],
+// [SignatureRequestSendPath] and [SignatureRequestListPath] to live bearer
+// tokens: a request sent with one grant's token is listed for that grant's
+// account only.
 type Server struct {
 	// URL is the base URL, http://127.0.0.1:port, with no trailing slash.
 	URL string
@@ -80,6 +86,10 @@ type Server struct {
 	window      rateWindow
 	hold        chan struct{} // while non-nil, token answers wait for it to close
 	arrived     chan struct{} // closed and replaced at each token request
+
+	// signatureRequests holds each account's sent signature requests,
+	// oldest first (api.go).
+	signatureRequests map[string][]signatureRequest
 }
 
 type codeGrant struct {
@@ -683,7 +693,15 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	s.window.setHeaders(w.Header(), time.Now())
 	s.mu.Unlock()
-	if r.URL.Path != AccountPath {
+	switch r.URL.Path {
+	case AccountPath:
+	case SignatureRequestSendPath:
+		s.handleSignatureRequestSend(w, r, grant.account)
+		return
+	case SignatureRequestListPath:
+		s.handleSignatureRequestList(w, r, grant.account)
+		return
+	default:
 		writeEnvelope(w, http.StatusNotFound, "not_found", "Not found.")
 		return
 	}
