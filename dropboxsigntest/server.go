@@ -3,8 +3,10 @@
 //
 // A [Server] listens on a loopback address and speaks Dropbox Sign's OAuth
 // 2.0 protocol exactly as package dropboxsign expects the real one to: the
-// authorize page, the JSON code exchange at /oauth/token, the JSON refresh at
-// /oauth/token?refresh, both error shapes and the rate-limit headers. The
+// authorize page (for a browser, a consent page with Approve and Deny
+// buttons; for any other client, an immediate redirect), the JSON code
+// exchange at /oauth/token, the JSON refresh at /oauth/token?refresh, both
+// error shapes and the rate-limit headers. The
 // API routes an app calls first, /v3/account, /v3/signature_request/send
 // and /v3/signature_request/list, accept only live bearer tokens and answer
 // in Dropbox Sign's documented shapes; each account sees only the
@@ -62,6 +64,9 @@ type Server struct {
 	// Config method puts them in the configuration it hands out.
 	ClientID     string
 	ClientSecret string
+	// AppName is the API app's name that the consent page shows a browser
+	// ("Test App" unless set); set it before the first request.
+	AppName string
 
 	srv *httptest.Server
 
@@ -90,6 +95,9 @@ type Server struct {
 	// signatureRequests holds each account's sent signature requests,
 	// oldest first (api.go).
 	signatureRequests map[string][]signatureRequest
+	// consentPages are the consent pages shown and not yet answered, by
+	// their form token (consent.go).
+	consentPages map[string]consentPage
 }
 
 type codeGrant struct {
@@ -157,6 +165,7 @@ func start(ln net.Listener) *Server {
 	s := &Server{
 		ClientID:     "test-client-" + randomHex(6),
 		ClientSecret: "test-secret-" + randomHex(12),
+		AppName:      "Test App",
 		lifetime:     DefaultLifetime,
 		rotate:       true,
 		codes:        map[string]codeGrant{},
@@ -268,7 +277,9 @@ func (s *Server) SetCallbackURL(u string) {
 }
 
 // SetDenyConsent makes the simulated user refuse consent: the authorize
-// route redirects with error=access_denied instead of a code.
+// route redirects with error=access_denied instead of a code. It governs
+// scripted clients only; a browser gets the consent page, where the person
+// chooses Approve or Deny.
 func (s *Server) SetDenyConsent(deny bool) {
 	s.mu.Lock()
 	s.denyConsent = deny
@@ -487,6 +498,10 @@ func (s *Server) issue(account, keep string, refresh bool, requested time.Time) 
 }
 
 func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
+	if isConsentRequest(r) { // a browser: the consent page (consent.go)
+		s.handleConsent(w, r)
+		return
+	}
 	q := r.URL.Query()
 	switch {
 	case r.Method != http.MethodGet:
