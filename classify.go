@@ -56,7 +56,7 @@ func Classify(err error) Class {
 		return NotAnError
 	}
 	var refusal *RefusedError
-	if errors.As(err, &refusal) || errors.Is(err, ErrDisconnected) || errors.Is(err, ErrNotConnected) || errors.Is(err, errNoToken) || errors.Is(err, errNoRefreshToken) || errors.Is(err, errUnsendableRefreshToken) {
+	if errors.As(err, &refusal) || errors.Is(err, ErrDisconnected) || errors.Is(err, ErrNotConnected) || errors.Is(err, errStartAgain) || errors.Is(err, errNoToken) || errors.Is(err, errNoRefreshToken) || errors.Is(err, errUnsendableRefreshToken) {
 		return Reauthorize
 	}
 	var refused *refusedTokensError

@@ -117,13 +117,18 @@ func (e *connectError) Error() string {
 	return e.msg + ": " + e.err.Error()
 }
 
-// Unwrap returns the cause, and errNoToken, which [Classify] takes for
-// Reauthorize: no token came of the flow, and a new consent is the remedy.
+// errStartAgain is matched by every connectError: [Classify] takes it for
+// Reauthorize, whatever the cause (a used code is an invalid_grant or
+// invalid_request answer, which alone would read Misconfigured): no token
+// came of the flow, and a new consent is the remedy.
+var errStartAgain = errors.New("dropboxsign: connect: start the connection again")
+
+// Unwrap returns the cause, and errStartAgain (see there).
 func (e *connectError) Unwrap() []error {
 	if e.err == nil {
-		return []error{errNoToken}
+		return []error{errStartAgain}
 	}
-	return []error{errNoToken, e.err}
+	return []error{errStartAgain, e.err}
 }
 
 // Begin returns the handler that starts the flow: it sets the sealed state
@@ -407,7 +412,7 @@ func openConnect(aeads []cipher.AEAD, value string) (connectState, bool) {
 	if len(value) > 4096 {
 		return st, false
 	}
-	blob, err := base64.RawURLEncoding.DecodeString(value)
+	blob, err := base64.RawURLEncoding.Strict().DecodeString(value) // Strict: one encoding per cookie, no slack in its last character
 	if err != nil {
 		return st, false
 	}
