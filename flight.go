@@ -117,6 +117,8 @@ func (s *TokenSource) wait(ctx context.Context, st *state, now time.Time) (*oaut
 			return st.tok, st.tr.saveErr
 		case st.usable(now):
 			return st.tok, nil
+		case st.recheckDue(now):
+			continue // the store's news came during the run: the re-read it calls for is next
 		case st.tr.err != nil && now.Before(st.tr.retryAt):
 			// The run this caller waited for failed: its error, as is
 			// (an *oauth2.RetrieveError when the endpoint refused).
