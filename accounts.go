@@ -468,18 +468,26 @@ func (a *Accounts) Shutdown(ctx context.Context) error {
 // Misconfigured. A listing walked after [Accounts.Shutdown] has begun
 // yields [ErrShutdown] alone and reads nothing.
 func (a *Accounts) Refused(ctx context.Context) iter.Seq2[*RefusedError, error] {
-	return func(yield func(*RefusedError, error) bool) {
+	return listing(a, func(l Lister) iter.Seq2[*RefusedError, error] { return l.Refused(ctx) })
+}
+
+// listing yields what list yields from a's store, or, before reading
+// anything, why it cannot: Shutdown has begun, no store, or a store that is
+// not a Lister.
+func listing[T any](a *Accounts, list func(Lister) iter.Seq2[T, error]) iter.Seq2[T, error] {
+	return func(yield func(T, error) bool) {
+		var zero T
 		l, ok := a.cfg.opts.store.(Lister)
 		switch {
 		case a.cfg.closed.Load():
-			yield(nil, ErrShutdown)
+			yield(zero, ErrShutdown)
 		case a.cfg.opts.store == nil:
-			yield(nil, errNoStore)
+			yield(zero, errNoStore)
 		case !ok:
-			yield(nil, configErrorf("the store %T cannot list its accounts (it is not a Lister)", a.cfg.opts.store))
+			yield(zero, configErrorf("the store %T cannot list its accounts (it is not a Lister)", a.cfg.opts.store))
 		default:
-			for r, err := range l.Refused(ctx) {
-				if !yield(r, err) {
+			for v, err := range list(l) {
+				if !yield(v, err) {
 					return
 				}
 			}

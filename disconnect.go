@@ -173,23 +173,7 @@ func (a *Accounts) Forget(ctx context.Context, account string) error {
 // the store still holds (see [Accounts.Forget]), as [Accounts.Refused]
 // yields the refused ones; it needs a store that is a [Lister].
 func (a *Accounts) Disconnected(ctx context.Context) iter.Seq2[*DisconnectedError, error] {
-	return func(yield func(*DisconnectedError, error) bool) {
-		l, ok := a.cfg.opts.store.(Lister)
-		switch {
-		case a.cfg.closed.Load():
-			yield(nil, ErrShutdown)
-		case a.cfg.opts.store == nil:
-			yield(nil, errNoStore)
-		case !ok:
-			yield(nil, configErrorf("the store %T cannot list its accounts (it is not a Lister)", a.cfg.opts.store))
-		default:
-			for d, err := range l.Disconnected(ctx) {
-				if !yield(d, err) {
-					return
-				}
-			}
-		}
-	}
+	return listing(a, func(l Lister) iter.Seq2[*DisconnectedError, error] { return l.Disconnected(ctx) })
 }
 
 // ConnectionStatus is what a [Connection] says of an account.
