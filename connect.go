@@ -185,9 +185,8 @@ func (c *Connect) Begin() http.Handler {
 // it deletes the cookie (single use) and calls Done: with an error that
 // [Classify] calls Reauthorize if Dropbox Sign answered with an error
 // (the user declined: no token request), else with [Accounts.Login]'s
-// outcome, a code already used or expired (invalid_grant or
-// invalid_request) wrapped so that Classify says Reauthorize rather than
-// Misconfigured, the original error still reachable. Within a minute, a
+// outcome (where a code already used or expired is Reauthorize, not
+// Misconfigured). Within a minute, a
 // callback submitted twice in one process with its cookie gets the same
 // grant, once (see [Exchange]). No error holds the code, the state, a
 // token or a key.
@@ -253,11 +252,7 @@ func (c *Connect) Callback() http.Handler {
 			c.done(w, r, account, &connectError{msg: "dropboxsign: Dropbox Sign did not grant access (" + connectErrorName(q.Get("error")) + "): the user may connect again"})
 			return
 		}
-		_, err = c.Accounts.Login(r.Context(), account, q.Get("code"), state)
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && (re.ErrorCode == "invalid_grant" || re.ErrorCode == "invalid_request") {
-			err = &connectError{msg: "dropboxsign: the authorization code was refused (already used, or expired): start again", err: err}
-		}
+		_, err = c.Accounts.Login(r.Context(), account, q.Get("code"), state) // a refused code is Reauthorize
 		c.done(w, r, account, err)
 	})
 }

@@ -3,6 +3,7 @@ package dropboxsign
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -24,6 +25,14 @@ import (
 // connected another). A login after [Accounts.Disconnect] connects the
 // account again.
 //
+// A code Dropbox Sign refuses (invalid_grant, or the invalid_request it
+// answers for a code already used, expired, or given to another client or
+// state: a double submit, the back button, a stale link) is the user's to
+// fix by connecting again, not the operator's: the error, and the
+// exchange's [Event], are classed Reauthorize, and the
+// [*oauth2.RetrieveError] stays reachable with [errors.As]. Bad client
+// credentials (invalid_client) stay Misconfigured.
+//
 // If the exchange succeeds but the token cannot be stored, the error says
 // so (a [*SaveError], which wraps the store's error) and the token is
 // returned with it. This process uses it, and stores it over whatever the
@@ -44,6 +53,7 @@ func (a *Accounts) Login(ctx context.Context, account, code, state string) (*oau
 	reqCtx := a.cfg.requestStarted(ctx, "exchange", account)
 	started := a.cfg.opts.now()
 	tok, err := a.cfg.client.exchangeOnce(reqCtx, code, state)
+	err = codeRefused(err)
 	s.emit(reqCtx, requestEvent("exchange", started, a.cfg.opts.now(), tok, err))
 	if err != nil {
 		return nil, err
@@ -142,3 +152,17 @@ func (s *TokenSource) writeLogin(ctx context.Context, tok *oauth2.Token, loggedI
 // it was saving: the login's token speaks for the account, and the run's
 // outcome is not published (see publish).
 var errOvertaken = errors.New("dropboxsign: overtaken by a login")
+
+// codeRefused wraps an exchange's refusal of the code itself (see
+// [Accounts.Login]) so that [Classify] says Reauthorize: alone, Dropbox
+// Sign's invalid_request (400) reads Misconfigured, and the alert on that
+// would page an operator for a user's double submit. Other errors are
+// returned as they are.
+func codeRefused(err error) error {
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode == http.StatusBadRequest &&
+		(re.ErrorCode == "invalid_grant" || re.ErrorCode == "invalid_request") {
+		return &connectError{msg: "dropboxsign: the authorization code was refused (already used, expired, or not for this app): connect again", err: err}
+	}
+	return err
+}
