@@ -40,7 +40,9 @@ const DefaultTimeout = 30 * time.Second
 //
 // An error answer from the endpoint is returned as an [*oauth2.RetrieveError]
 // itself, as [oauth2.Config.Exchange] returns it, with ErrorCode and
-// ErrorDescription filled from either of Dropbox Sign's error shapes. A 2xx
+// ErrorDescription filled from either of Dropbox Sign's error shapes
+// ([Classify] reads a refused code, 400 invalid_request, as Misconfigured;
+// [Accounts.Login] wraps it so that it reads Reauthorize). A 2xx
 // answer that is not a usable token (malformed JSON, a field of the wrong
 // type, an access token that could not be sent in a header, a state that is
 // not the one sent, a token that is the client secret or the code: an echo
