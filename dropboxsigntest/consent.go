@@ -26,12 +26,16 @@ const consentLifetime = 10 * time.Minute
 const maxConsentPages = 10000
 
 // consentPage is what a shown page binds its form token to: the form must
-// come back with the same client, state and callback, once, in time.
+// come back with the same client, state and callback, in time. The first
+// answer decides; the same answer again (a double click on Approve) gets
+// the same redirect, with the same code, and any other is refused.
 type consentPage struct {
 	clientID string
 	state    string
 	redirect string
 	expires  time.Time
+	decision string // "" until answered
+	answer   string // the redirect's query, once answered
 }
 
 // wantsHTML says whether r comes from a browser: its Accept header names
@@ -110,8 +114,10 @@ func (s *Server) handleConsent(w http.ResponseWriter, r *http.Request) {
 }
 
 // answerConsent takes the consent page's form: the token must be one the
-// fake showed, unused and in time, with the page's client, state and
-// callback; then it redirects as the scripted route does.
+// fake showed, in time, with the page's client, state and callback, and
+// not answered otherwise before; then it redirects as the scripted route
+// does. A page answered twice the same way (a double click) redirects
+// twice to the same place: one code, not two.
 func (s *Server) answerConsent(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
@@ -128,24 +134,26 @@ func (s *Server) answerConsent(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	token := f.Get("csrf_token")
 	page, ok := s.consentPages[token]
-	if ok {
-		delete(s.consentPages, token) // a page's form is good for one answer
-	}
 	if !ok || !now.Before(page.expires) ||
-		!equal(f.Get("client_id"), page.clientID) || !equal(f.Get("state"), page.state) || !equal(f.Get("redirect"), page.redirect) {
+		!equal(f.Get("client_id"), page.clientID) || !equal(f.Get("state"), page.state) || !equal(f.Get("redirect"), page.redirect) ||
+		(page.decision != "" && page.decision != decision) {
 		s.mu.Unlock()
-		consentError(w, http.StatusForbidden, "This consent form is not one this server showed, was already answered, has expired or was altered. Start again from the app.")
+		consentError(w, http.StatusForbidden, "This consent form is not one this server showed, was already answered otherwise, has expired or was altered. Start again from the app.")
 		return
 	}
-	answer := url.Values{"state": {page.state}}
-	if decision == "deny" {
-		answer.Set("error", "access_denied")
-	} else {
-		code := "code_" + randomHex(8)
-		s.codes[code] = codeGrant{state: page.state, account: s.newAccount(), expires: now.Add(10 * time.Minute)}
-		s.remember(code)
-		s.stats.Authorizations++
-		answer.Set("code", code)
+	if page.decision == "" {
+		answer := url.Values{"state": {page.state}}
+		if decision == "deny" {
+			answer.Set("error", "access_denied")
+		} else {
+			code := "code_" + randomHex(8)
+			s.codes[code] = codeGrant{state: page.state, account: s.newAccount(), expires: now.Add(10 * time.Minute)}
+			s.remember(code)
+			s.stats.Authorizations++
+			answer.Set("code", code)
+		}
+		page.decision, page.answer = decision, answer.Encode()
+		s.consentPages[token] = page
 	}
 	s.mu.Unlock()
 	target, err := url.Parse(page.redirect)
@@ -153,7 +161,7 @@ func (s *Server) answerConsent(w http.ResponseWriter, r *http.Request) {
 		consentError(w, http.StatusInternalServerError, "The app's callback URL is invalid.")
 		return
 	}
-	target.RawQuery = answer.Encode()
+	target.RawQuery = page.answer
 	// 303: the browser follows with a GET, as it would a real provider's.
 	http.Redirect(w, r, target.String(), http.StatusSeeOther)
 }

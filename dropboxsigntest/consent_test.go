@@ -123,10 +123,13 @@ func TestConsentApproveGivesACodeThatExchanges(t *testing.T) {
 		t.Errorf("stats = %+v", st)
 	}
 
-	// The same form again (a double click, the back button): refused, no
-	// second code.
-	if status, loc := answer(t, srv, fields, "approve"); status != http.StatusForbidden || loc.String() != "" {
-		t.Errorf("replayed form: %d to %v", status, loc)
+	// The same answer again (a double click, the back button): the same
+	// redirect, no second code; another answer: refused.
+	if status, again := answer(t, srv, fields, "approve"); status != http.StatusSeeOther || again.String() != loc.String() {
+		t.Errorf("approved twice: %d to %v, want %d to %v", status, again, http.StatusSeeOther, loc)
+	}
+	if status, other := answer(t, srv, fields, "deny"); status != http.StatusForbidden || other.String() != "" {
+		t.Errorf("denied after approving: %d to %v, want 403", status, other)
 	}
 	if st := srv.Stats(); st.Authorizations != 1 {
 		t.Errorf("a replayed form authorized again: %+v", st)
