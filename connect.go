@@ -41,9 +41,10 @@ const (
 // bound both to the browser and to the app's user: Begin puts it, with the
 // user's account key, the expiry and the return path, in a cookie sealed
 // with AES-256-GCM under Keys (and bound to the cookie's name), HttpOnly,
-// SameSite=Lax, for the callback's path only, and Secure when the request
-// came over TLS to this server (r.TLS: an X-Forwarded-Proto header is not
-// trusted, since anyone can send one). The
+// SameSite=Lax, for the callback's path only, and Secure when the callback
+// URL (Config.RedirectURL) is https, or the request came over TLS to this
+// server (behind a proxy that ends TLS, the callback URL says so: an
+// X-Forwarded-Proto header is not trusted, since anyone can send one). The
 // callback refuses, with 400 and no token request, a callback without that
 // cookie, a cookie that does not open (tampered with, or sealed under a key
 // no longer configured), an expired one, a state that differs from the
@@ -169,7 +170,7 @@ func (c *Connect) Begin() http.Handler {
 			Path:     c.cookiePath(),
 			MaxAge:   int((maxAge + time.Second - 1) / time.Second),
 			HttpOnly: true,
-			Secure:   r.TLS != nil,
+			Secure:   c.secure(r),
 			SameSite: http.SameSiteLaxMode,
 		})
 		w.Header().Set("Cache-Control", "no-store")
@@ -245,7 +246,7 @@ func (c *Connect) Callback() http.Handler {
 		}
 		// Single use: gone before anything else can happen.
 		http.SetCookie(w, &http.Cookie{Name: ConnectCookieName, Value: "", Path: c.cookiePath(), MaxAge: -1,
-			HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+			HttpOnly: true, Secure: c.secure(r), SameSite: http.SameSiteLaxMode})
 		w.Header().Set("Cache-Control", "no-store")
 		r = r.WithContext(context.WithValue(r.Context(), connectReturnKey{}, st.ret))
 		if _, declined := q["error"]; declined {
@@ -316,6 +317,16 @@ func (c *Connect) maxAge() time.Duration {
 		return c.MaxAge
 	}
 	return 10 * time.Minute
+}
+
+// secure says whether the state cookie is Secure: over TLS here, or when
+// the browser comes back to an https callback URL (TLS ended by a proxy).
+func (c *Connect) secure(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	u, err := url.Parse(c.Config.RedirectURL)
+	return err == nil && strings.EqualFold(u.Scheme, "https")
 }
 
 func (c *Connect) cookiePath() string {

@@ -206,6 +206,18 @@ func TestConnectCookieAttributes(t *testing.T) {
 	if c := rec.Result().Cookies()[0]; c.Secure {
 		t.Error("cookie Secure on plain HTTP")
 	}
+	// Behind a proxy that ends TLS: the https callback URL makes it Secure.
+	behind := *ca.connect
+	conf := *ca.connect.Config
+	conf.RedirectURL = "https://app.example/callback"
+	behind.Config = &conf
+	rec = httptest.NewRecorder()
+	r = httptest.NewRequest("GET", "http://app.example/connect", nil)
+	r.AddCookie(&http.Cookie{Name: "user", Value: "alice"})
+	behind.Begin().ServeHTTP(rec, r)
+	if c := rec.Result().Cookies()[0]; !c.Secure {
+		t.Error("cookie not Secure for an https callback URL behind a proxy")
+	}
 	// Nobody signed in: 401, no redirect, no cookie.
 	rec = httptest.NewRecorder()
 	ca.connect.Begin().ServeHTTP(rec, httptest.NewRequest("GET", "http://app.example/connect", nil))
