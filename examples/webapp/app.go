@@ -220,7 +220,9 @@ func (a *App) signedIn(h http.HandlerFunc) http.HandlerFunc {
 
 func (a *App) setSession(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: value, Path: "/", MaxAge: maxAge,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+		// Secure on HTTPS, including behind a proxy that ends TLS (the
+		// app's public URL, in the callback URL, says so).
+		HttpOnly: true, Secure: r.TLS != nil || strings.HasPrefix(a.cfg.OAuth.RedirectURL, "https://"), SameSite: http.SameSiteLaxMode})
 }
 
 // POST /signin: no password (a stub); the user is created if new.
