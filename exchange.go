@@ -62,7 +62,8 @@ func Exchange(ctx context.Context, c *oauth2.Config, code, state string) (*oauth
 	if err != nil {
 		return nil, err
 	}
-	return tc.exchangeOnce(ctx, code, state)
+	tok, _, err := tc.exchangeOnce(ctx, code, state)
+	return tok, err
 }
 
 // Refresh obtains a new token with a refresh token. It is the raw protocol
@@ -141,15 +142,17 @@ type refreshRequest struct {
 // exchangeOnce is exchange, once per process for one code and state: a
 // callback submitted twice (a double click, a browser's retry) exchanges
 // the code once, and both get the token (see grants.go).
-func (tc *tokenClient) exchangeOnce(ctx context.Context, code, state string) (*oauth2.Token, error) {
+// requested reports whether this call's own request brought the outcome
+// (false: it shared another call's, or made none).
+func (tc *tokenClient) exchangeOnce(ctx context.Context, code, state string) (tok *oauth2.Token, requested bool, err error) {
 	if code == "" || state == "" {
-		return tc.exchange(ctx, code, state) // its error, without a request
+		tok, err = tc.exchange(ctx, code, state) // its error, without a request
+		return tok, false, err
 	}
 	k := newGrantKey("exchange", tc.exchangeURL, tc.clientID, code, state)
-	tok, _, err := tc.grants.spend(ctx, k, tc.timeout, func(ctx context.Context) (*oauth2.Token, error) {
+	return tc.grants.spend(ctx, k, tc.timeout, func(ctx context.Context) (*oauth2.Token, error) {
 		return tc.exchange(ctx, code, state)
 	})
-	return tok, err
 }
 
 // refreshOnce is refresh, once per process for one refresh token (see

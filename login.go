@@ -52,9 +52,13 @@ func (a *Accounts) Login(ctx context.Context, account, code, state string) (*oau
 	s := a.TokenSource(account)
 	reqCtx := a.cfg.requestStarted(ctx, "exchange", account)
 	started := a.cfg.opts.now()
-	tok, err := a.cfg.client.exchangeOnce(reqCtx, code, state)
+	tok, requested, err := a.cfg.client.exchangeOnce(reqCtx, code, state)
 	err = codeRefused(err)
-	s.emit(reqCtx, requestEvent("exchange", started, a.cfg.opts.now(), tok, err))
+	if requested {
+		// One event per request Dropbox Sign saw: a double submit that
+		// shared another call's exchange made none.
+		s.emit(reqCtx, requestEvent("exchange", started, a.cfg.opts.now(), tok, err))
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -56,3 +56,25 @@ func TestLoginWithARefusedCodeIsReauthorizeNotMisconfigured(t *testing.T) {
 		t.Errorf("a wrong client secret: %v (%v), want Misconfigured", err, dropboxsign.Classify(err))
 	}
 }
+
+// A callback submitted twice in one process is one exchange at Dropbox
+// Sign, and one token request in the events (and so in the metrics), not
+// two.
+func TestADoubleSubmittedLoginIsOneTokenRequestEvent(t *testing.T) {
+	ctx := testContext(t)
+	srv := newServer(t)
+	conf := srv.Config()
+	code := authorize(t, srv, conf, "state-1")
+	rec := newRecorder()
+	a := dropboxsign.NewAccounts(ctx, conf, dropboxsigntest.NewStore(), append(rec.options(), dropboxsign.AsAnotherProcess())...)
+	defer a.Shutdown(ctx)
+	for range 2 {
+		if _, err := a.Login(ctx, "alice", code, "state-1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.waitFor(t, dropboxsign.EventLogin, 2)
+	if n, m := len(rec.of(dropboxsign.EventTokenRequest)), srv.Stats().TokenRequests; n != 1 || m != 1 {
+		t.Errorf("%d token request events for %d token requests at Dropbox Sign, want 1 and 1", n, m)
+	}
+}
