@@ -28,7 +28,8 @@ const (
 	// Misconfigured means the request itself is wrong and retrying cannot
 	// fix it: bad client credentials (invalid_client), a wrong or insecure
 	// token URL, another 4xx; or a stored token this configuration refuses
-	// (a plain one, with [Sealer.RefusePlaintext]). An operator must act:
+	// (a plain one, with [Sealer.RefusePlaintext]) or cannot open (sealed
+	// under a key it lacks: [*MissingKeyError]). An operator must act:
 	// fix the configuration, or the store.
 	Misconfigured
 )
@@ -60,6 +61,10 @@ func Classify(err error) Class {
 		return Reauthorize
 	}
 	var refused *refusedTokensError
+	var missingKey *MissingKeyError
+	if errors.As(err, &missingKey) {
+		return Misconfigured
+	}
 	if errors.Is(err, ErrInsecureEndpoint) || errors.Is(err, errBadConfig) || errors.As(err, &refused) || errors.Is(err, ErrPlaintextToken) {
 		return Misconfigured
 	}

@@ -6,9 +6,11 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -50,9 +52,11 @@ import (
 // plain JSON (for the migration above), so such a writer can plant a plain
 // token of their own.
 type Sealer struct {
-	ids    [][]byte // the first 8 bytes of SHA-256 of each key
-	aeads  []cipher.AEAD
-	strict bool // refuse tokens in plain JSON: see RefusePlaintext
+	ids      [][]byte // the first 8 bytes of SHA-256 of each key
+	aeads    []cipher.AEAD
+	strict   bool     // refuse tokens in plain JSON: see RefusePlaintext
+	openOnly bool     // write plain JSON: see OpenOnly
+	retired  []string // IDs of keys removed from this fleet: see Retired
 }
 
 // ErrPlaintextToken is what a Sealer that refuses plaintext
@@ -135,7 +139,7 @@ func (s *Sealer) Seal(account string, t *oauth2.Token) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dropboxsign: encoding a token: %w", err)
 	}
-	if s == nil {
+	if s == nil || s.openOnly {
 		return plain, nil
 	}
 	if len(s.aeads) == 0 {
@@ -189,7 +193,7 @@ func (s *Sealer) openPlain(t *oauth2.Token) (*oauth2.Token, error) {
 	case s == nil:
 	case s.strict:
 		return nil, ErrPlaintextToken
-	case len(s.aeads) > 0:
+	case len(s.aeads) > 0 && !s.openOnly:
 		markPlaintext(t)
 	}
 	return t, nil
@@ -224,7 +228,7 @@ func (s *Sealer) open(account string, rest []byte) ([]byte, error) {
 		}
 		return plain, nil
 	}
-	return nil, errors.New("the stored token was sealed with an encryption key that is not configured (rotated out too early?)")
+	return nil, &MissingKeyError{KeyID: hex.EncodeToString(id), Retired: slices.Contains(s.retired, hex.EncodeToString(id))}
 }
 
 // errNoKeys is a Sealer's error when it was not made by NewSealer.
