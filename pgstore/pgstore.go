@@ -39,6 +39,7 @@ package pgstore
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -269,15 +270,47 @@ CREATE TABLE IF NOT EXISTS ` + changes + ` (
 // tables created by an earlier version up to date (see SQL). What is
 // already there it leaves alone, without taking a lock on the tokens table
 // beyond what earlier versions took.
+//
+// It is safe to call from every replica at start-up, all at once: it runs
+// in one transaction that first takes a transaction-scoped advisory lock
+// (pg_advisory_xact_lock, its key derived from the schema and prefix), so
+// that concurrent callers wait for the first to commit and then find
+// everything there. Without it, PostgreSQL's IF NOT EXISTS races: two
+// sessions creating the same table at once fail with "duplicate key value
+// violates unique constraint" (SQLSTATE 23505). The lock ends with the
+// transaction, so it works behind PgBouncer in transaction mode, and a
+// caller that dies holding it frees it. A caller whose ctx ends while it
+// waits gets an error that says so and wraps ctx's error. Running the
+// statements of SQL from several processes at once has the same race: let
+// the migration tool serialize them.
 func CreateTables(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
+	if pool == nil {
+		return errors.New("pgstore: nil pool")
+	}
 	if err := checkNames(opts); err != nil {
 		return err
 	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("pgstore: creating the tables: %w", err)
+	}
+	// After Commit, a no-op. With ctx ended, pgx closes the connection,
+	// which ends the transaction and its lock on the server.
+	defer tx.Rollback(ctx)
+	key := createTablesLockKey(opts)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, execMode, key); err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("pgstore: creating the tables: gave up waiting for another CreateTables on the same tables (another replica creating or migrating them holds the advisory lock %d): %w", key, context.Cause(ctx))
+		}
+		return fmt.Errorf("pgstore: creating the tables: taking the advisory lock %d that keeps concurrent CreateTables apart: %w", key, err)
+	}
+	// Looked up under the lock: what a caller before this one added is
+	// there, and not altered again (see ddl).
 	tokens, _, _ := tableNames(opts)
 	schema, prefix := names(opts)
 	index := func(name string) string { return pgx.Identifier{schema, prefix + name}.Sanitize() }
 	var present ddlPresent
-	err := pool.QueryRow(ctx, `SELECT
+	err = tx.QueryRow(ctx, `SELECT
 	EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass($1) AND attname = 'disconnected_at' AND NOT attisdropped),
 	to_regclass($2) IS NOT NULL, to_regclass($3) IS NOT NULL, to_regclass($4) IS NOT NULL`, execMode,
 		tokens, index("disconnected"), index("changes_xid"), index("changes_at")).
@@ -285,10 +318,25 @@ func CreateTables(ctx context.Context, pool *pgxpool.Pool, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("pgstore: creating the tables: %w", err)
 	}
-	if _, err := pool.Exec(ctx, ddl(opts, present)); err != nil {
+	// Every statement of ddl runs in a transaction (no CREATE INDEX
+	// CONCURRENTLY): they commit together, with the lock's release.
+	if _, err := tx.Exec(ctx, ddl(opts, present)); err != nil {
+		return fmt.Errorf("pgstore: creating the tables: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("pgstore: creating the tables: %w", err)
 	}
 	return nil
+}
+
+// createTablesLockKey is the advisory lock of CreateTables for opts' tables:
+// a hash of a name of its own, the schema and the prefix, so that stores of
+// other tables do not wait on each other, and that no app's own key is
+// likely to be the same.
+func createTablesLockKey(opts Options) int64 {
+	schema, prefix := names(opts)
+	h := sha256.Sum256([]byte("dropboxsign.pgstore.CreateTables\x00" + schema + "\x00" + prefix))
+	return int64(binary.BigEndian.Uint64(h[:8]))
 }
 
 // execMode is how every statement is sent: the extended protocol with an
