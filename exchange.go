@@ -87,6 +87,11 @@ func Refresh(ctx context.Context, c *oauth2.Config, refreshToken string) (*oauth
 	return tc.refresh(ctx, refreshToken)
 }
 
+// errNoClientSecret is the error of a token request that would go without
+// a client secret: Dropbox Sign refuses every one (invalid_client), and
+// the operator should be told why, without a request.
+var errNoClientSecret = &configError{"dropboxsign: oauth2.Config has an empty ClientSecret: Dropbox Sign needs the API app's client secret for every token request (an unset environment variable or secret?)"}
+
 // tokenClient holds what token requests need from an oauth2.Config, copied so
 // that later changes to the Config cannot race with requests.
 type tokenClient struct {
@@ -191,6 +196,9 @@ func (tc *tokenClient) exchange(ctx context.Context, code, state string) (*oauth
 	if state == "" {
 		return nil, errors.New("dropboxsign: exchange: empty state (pass the state given to AuthCodeURL)")
 	}
+	if tc.clientSecret == "" {
+		return nil, errNoClientSecret
+	}
 	body := exchangeRequest{tc.clientID, tc.clientSecret, code, state, "authorization_code"}
 	q := requestSecrets{clientSecret: tc.clientSecret, code: code}
 	return tc.post(ctx, "exchange", tc.exchangeURL, body, state, newRedactor(tc.clientSecret, code), q)
@@ -204,6 +212,9 @@ func (tc *tokenClient) refresh(ctx context.Context, refreshToken string, held ..
 	}
 	if problem := credentialProblem(refreshToken); problem != "" {
 		return nil, fmt.Errorf("%w: it %s", errUnsendableRefreshToken, problem)
+	}
+	if tc.clientSecret == "" {
+		return nil, errNoClientSecret
 	}
 	body := refreshRequest{"refresh_token", refreshToken, tc.clientID, tc.clientSecret}
 	q := requestSecrets{clientSecret: tc.clientSecret, refreshToken: refreshToken}

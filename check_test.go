@@ -1,0 +1,99 @@
+package dropboxsign_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/dropboxsigntest"
+)
+
+func TestCheckPassesWhenReady(t *testing.T) {
+	ctx := testContext(t)
+	srv := newServer(t)
+	store, err := dropboxsign.NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), store)
+	defer a.Shutdown(ctx)
+	if err := a.Check(ctx); err != nil {
+		t.Errorf("Check: %v, want nil", err)
+	}
+	if n := srv.Stats().TokenRequests; n != 0 {
+		t.Errorf("Check made %d token requests", n)
+	}
+}
+
+// An empty client secret is named as such, by Check and by the first call
+// that needs it, without a request; stored tokens still serve.
+func TestAnEmptyClientSecretIsNamed(t *testing.T) {
+	ctx := testContext(t)
+	srv := newServer(t)
+	conf := srv.Config()
+	conf.ClientSecret = ""
+	store := dropboxsigntest.NewStore()
+	valid, stale := srv.IssueToken(), expired(srv.IssueToken())
+	store.Save(ctx, "fresh", nil, valid)
+	store.Save(ctx, "stale", nil, stale)
+	a := dropboxsign.NewAccounts(ctx, conf, store)
+	defer a.Shutdown(ctx)
+
+	named := func(what string, err error) {
+		t.Helper()
+		if dropboxsign.Classify(err) != dropboxsign.Misconfigured || !strings.Contains(fmtErr(err), "empty ClientSecret") {
+			t.Errorf("%s: %v (%v), want Misconfigured naming the empty client secret", what, err, dropboxsign.Classify(err))
+		}
+	}
+	named("Check", a.Check(ctx))
+	if tok, err := a.TokenSource("fresh").Token(); err != nil || tok.AccessToken != valid.AccessToken {
+		t.Errorf("a valid stored token: %v, %v; want it served", tok, err)
+	}
+	_, err := a.TokenSource("stale").Token()
+	named("a refresh", err)
+	_, err = a.Login(ctx, "new", "some-code", "some-state")
+	named("a login", err)
+	if n := srv.Stats().TokenRequests; n != 0 {
+		t.Errorf("%d token requests without a client secret, want 0", n)
+	}
+}
+
+func fmtErr(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// A store that does not answer makes Check fail, Temporary (it may come
+// back), and says it is the store.
+func TestCheckReportsAStoreThatDoesNotAnswer(t *testing.T) {
+	ctx := testContext(t)
+	srv := newServer(t)
+	fs, err := dropboxsign.NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &failingStore{FileStore: fs}
+	store.fail.Store(true)
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), store)
+	defer a.Shutdown(ctx)
+	err = a.Check(ctx)
+	if !errors.Is(err, errStoreDown) || dropboxsign.Classify(err) != dropboxsign.Temporary || !strings.Contains(err.Error(), "store is not ready") {
+		t.Errorf("Check with the store down: %v (%v), want the store's error, Temporary", err, dropboxsign.Classify(err))
+	}
+}
+
+// A configuration Accounts cannot use is Check's first finding.
+func TestCheckReportsTheConfiguration(t *testing.T) {
+	ctx := testContext(t)
+	srv := newServer(t)
+	conf := srv.Config()
+	conf.Endpoint.TokenURL = "http://dropbox-sign.example/oauth/token" // plain HTTP off loopback
+	a := dropboxsign.NewAccounts(ctx, conf, dropboxsigntest.NewStore())
+	defer a.Shutdown(ctx)
+	if err := a.Check(ctx); dropboxsign.Classify(err) != dropboxsign.Misconfigured {
+		t.Errorf("Check with an insecure token URL: %v, want Misconfigured", err)
+	}
+}
