@@ -76,7 +76,9 @@ const checkProbeKey = "\uffffdropboxsign/readiness-probe"
 // checkStoreError is a store that did not answer Check as it should.
 type checkStoreError struct{ err error }
 
-func (e *checkStoreError) Error() string { return "dropboxsign: the store is not ready: " + e.err.Error() }
+func (e *checkStoreError) Error() string {
+	return "dropboxsign: the store is not ready: " + e.err.Error()
+}
 func (e *checkStoreError) Unwrap() error { return e.err }
 
 // unopenable summarizes the tokens of page the store's Sealer cannot open:
