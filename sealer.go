@@ -74,13 +74,18 @@ var ErrPlaintextToken = errors.New("dropboxsign: the stored token is in plain JS
 // once a fleet is fully sealed (see [Sealer]). s itself is unchanged.
 //
 // Refusing plaintext needs keys: on a nil *Sealer (plain JSON) it returns a
-// Sealer without keys, which seals nothing and opens nothing.
+// Sealer without keys, which seals nothing and opens nothing. On an
+// [Sealer.OpenOnly] Sealer, which writes plain JSON, it returns one that
+// seals again: refusing plain JSON is the last step of turning encryption
+// on, and a Sealer that refused what it writes could not read its own
+// tokens.
 func (s *Sealer) RefusePlaintext() *Sealer {
 	if s == nil {
 		return &Sealer{strict: true}
 	}
 	c := *s
 	c.strict = true
+	c.openOnly = false
 	return &c
 }
 
@@ -160,7 +165,13 @@ func (s *Sealer) Open(account string, blob []byte) (*oauth2.Token, error) {
 	sealed := bytes.HasPrefix(blob, sealedMagic)
 	if sealed {
 		if s == nil {
-			return nil, errors.New("the stored token is encrypted and no encryption keys are configured")
+			rest := blob[len(sealedMagic):]
+			if len(rest) < 8 {
+				return nil, errors.New("the stored token is encrypted and no encryption keys are configured")
+			}
+			// An operator's error as much as a key left out: Misconfigured,
+			// and named, so that the rollout's mistake is found at once.
+			return nil, &MissingKeyError{KeyID: hex.EncodeToString(rest[:8]), noKeys: true}
 		}
 		var err error
 		if plain, err = s.open(account, blob[len(sealedMagic):]); err != nil {

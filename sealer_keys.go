@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -64,7 +66,11 @@ func (s *Sealer) Retired(ids ...string) *Sealer {
 		return nil
 	}
 	c := *s
-	c.retired = append(append([]string(nil), s.retired...), ids...)
+	c.retired = slices.Clone(s.retired)
+	for _, id := range ids {
+		// As an operator may copy it: in capitals, with spaces around.
+		c.retired = append(c.retired, strings.ToLower(strings.TrimSpace(id)))
+	}
 	return &c
 }
 
@@ -78,9 +84,14 @@ type MissingKeyError struct {
 	// ([Sealer.Retired]); otherwise, as far as this replica knows, a key
 	// this fleet never had (or one not yet given to this replica).
 	Retired bool
+
+	noKeys bool // the Sealer has no keys at all (a nil *Sealer)
 }
 
 func (e *MissingKeyError) Error() string {
+	if e.noKeys {
+		return "the stored token is encrypted and no encryption keys are configured here (it is sealed with encryption key " + e.KeyID + "): a replica not yet given the keys while others seal (turn encryption on in two rolling steps, Sealer.OpenOnly first: see docs/replicas.md)"
+	}
 	if e.Retired {
 		return "the stored token is sealed with encryption key " + e.KeyID + ", an older key no longer configured (removed before every token was sealed again: configure it again as a second key, run the re-seal, then remove it)"
 	}
@@ -141,6 +152,9 @@ func (s *Sealer) InspectPlain() Seal {
 // its text. It is the format of the DROPBOX_SIGN_SEAL_KEYS variable that
 // the command line tool reads.
 func ParseSealKeys(list string) ([][]byte, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, errors.New("dropboxsign: no encryption keys in the list (base64, separated by commas, the first seals)")
+	}
 	var keys [][]byte
 	for i, field := range strings.Split(list, ",") {
 		field = strings.TrimSpace(field)
