@@ -39,11 +39,6 @@ const (
 // HMAC of both under the app's session key.
 const sessionCookie = "session"
 
-// readinessProbeKey is the account key /readyz reads: a key no user can
-// have (user names are checked by validUser), so the probe reads nothing
-// but the store's answer that it holds nothing.
-const readinessProbeKey = "readiness-probe/none"
-
 // Config is what the app needs.
 type Config struct {
 	Accounts *dropboxsign.Accounts
@@ -352,14 +347,15 @@ func (a *App) deleteAccount(w http.ResponseWriter, r *http.Request) {
 	a.render(w, r, "deleted", nil)
 }
 
-// GET /readyz: 200 when the token store answers, 503 when it does not.
-// One Load of a key nobody has; no token request.
+// GET /readyz: 200 when Accounts.Check finds nothing wrong (the client
+// credentials, the token store's answer, the first stored tokens open with
+// the configured keys), 503 when it does. No token request.
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if c := a.cfg.Accounts.Connection(ctx, readinessProbeKey); c.Status == dropboxsign.StatusUnknown {
-		a.cfg.Log.WarnContext(r.Context(), "readyz: token store unreachable", "error", c.Err)
-		http.Error(w, "token store unreachable", http.StatusServiceUnavailable)
+	if err := a.cfg.Accounts.Check(ctx); err != nil {
+		a.cfg.Log.WarnContext(r.Context(), "readyz: not ready", "class", dropboxsign.Classify(err), "error", err)
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
 	fmt.Fprintln(w, "ok")
