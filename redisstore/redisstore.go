@@ -110,6 +110,7 @@ type Store struct {
 	wait    int
 	waitTO  time.Duration
 	skipped func(redisKey, redisType string)
+	seals   sealCache // the keys InspectSeals's last pass found (seal.go)
 }
 
 var (
