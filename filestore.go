@@ -247,7 +247,7 @@ func (f *FileStore) readIn(root *os.Root, key string) (*fileRecord, error) {
 	switch {
 	case rec.Sealed != nil:
 		if rec.Token, err = f.sealer.Open(key, rec.Sealed); err != nil {
-			return nil, fmt.Errorf("dropboxsign: FileStore: %s: %v", f.path(name), err)
+			return nil, fmt.Errorf("dropboxsign: FileStore: %s: %w", f.path(name), err)
 		}
 	case rec.Token != nil:
 		// Plain JSON: refused, or noted, as the Sealer's Open would.

@@ -41,6 +41,10 @@ type Event struct {
 	Failures int
 	// Expiry is the new token's, for a refresh, an adoption or a login.
 	Expiry time.Time
+	// Serving is, for a store failure, whether the source holds a token
+	// it hands out meanwhile (until the token stops being usable); false
+	// when it holds none, and callers get the failure.
+	Serving bool
 }
 
 // EventKind says what an [Event] reports.
@@ -55,7 +59,8 @@ const (
 	// taken from the store instead of refreshing.
 	EventAdopted
 	// EventStoreFailed is a Store call that failed (Op says which); the
-	// source keeps serving a usable token and tries again after RetryAt.
+	// source tries again after RetryAt, and meanwhile keeps serving the
+	// token it holds if that one is usable (Serving says whether).
 	EventStoreFailed
 	// EventSaveFailed is a new token that could not be saved (to the store
 	// or by WithOnRefresh): it is used unsaved and the save is retried

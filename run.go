@@ -123,7 +123,7 @@ func (s *TokenSource) refreshShared(runCtx context.Context, st *state, now time.
 	defer cancel()
 	failed := func(op string, err error, toks ...*oauth2.Token) *state {
 		next := st.failed(s.storeError(op, err, toks...), now, true)
-		s.emit(runCtx, Event{Kind: EventStoreFailed, Op: op, Err: next.tr.err, RetryAt: next.tr.retryAt, Failures: next.tr.failures})
+		s.emit(runCtx, Event{Kind: EventStoreFailed, Op: op, Err: next.tr.err, RetryAt: next.tr.retryAt, Failures: next.tr.failures, Serving: next.usable(now)})
 		return next
 	}
 	// A process that refreshed moments ago spares us the lock.
@@ -243,7 +243,7 @@ func (s *TokenSource) spend(runCtx context.Context, st *state, stored *oauth2.To
 		// they then meet for the account's. A store that cannot be
 		// written stops refreshes, as one that cannot be read does.
 		next := st.failed(s.storeError("save", err, st.tok, stored), now, true)
-		s.emit(runCtx, Event{Kind: EventStoreFailed, Op: "save", Err: next.tr.err, RetryAt: next.tr.retryAt, Failures: next.tr.failures})
+		s.emit(runCtx, Event{Kind: EventStoreFailed, Op: "save", Err: next.tr.err, RetryAt: next.tr.retryAt, Failures: next.tr.failures, Serving: next.usable(now)})
 		return next
 	}
 	next := s.refreshFrom(runCtx, st, stored, stored, now)
