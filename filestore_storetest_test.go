@@ -3,6 +3,7 @@ package dropboxsign_test
 import (
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/dropboxsign-go/dropboxsign"
@@ -27,5 +28,27 @@ func TestFileStoreConformanceInside(t *testing.T) {
 				t.Fatal(err)
 			}
 			return peer
-		}))
+		}),
+		storetest.WithSealers(fileStoreUnder()))
+}
+
+// fileStoreUnder returns a WithSealers function: a directory per test,
+// opened under each Sealer asked for.
+func fileStoreUnder() func(t *testing.T, s *dropboxsign.Sealer) dropboxsign.Store {
+	var mu sync.Mutex
+	dirs := map[*testing.T]string{}
+	return func(t *testing.T, s *dropboxsign.Sealer) dropboxsign.Store {
+		mu.Lock()
+		dir, ok := dirs[t]
+		if !ok {
+			dir = filepath.Join(t.TempDir(), "tokens")
+			dirs[t] = dir
+		}
+		mu.Unlock()
+		fs, err := dropboxsign.NewFileStore(dir, dropboxsign.WithSealer(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fs
+	}
 }

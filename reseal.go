@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"time"
 )
@@ -17,8 +18,12 @@ type SealInspector interface {
 	// InspectSeals returns how the tokens of up to limit accounts are
 	// stored (see [Sealer.Inspect]), for the accounts whose keys sort
 	// after after (bytewise), in key order; an empty list when there are
-	// no more. Records without token material (refusal and disconnection
-	// marks) are left out.
+	// no more; an error for a limit below 1. Records without token
+	// material (refusal and disconnection marks) are left out; a record
+	// the store cannot read as a token or a mark is listed, with Seal.Err
+	// saying why, so that a census counts it rather than stops at it.
+	// (The empty key, which no account may have, sorts after nothing and
+	// is never listed.)
 	InspectSeals(ctx context.Context, after string, limit int) ([]StoredSeal, error)
 }
 
@@ -30,7 +35,10 @@ type StoredSeal struct {
 
 // CensusReport counts the tokens of a store by how they are sealed.
 type CensusReport struct {
-	Tokens int            // tokens stored (marks are not counted)
+	// Tokens counts the records that hold a token, or that the store
+	// cannot read as a token or a mark (these count in Unopenable only);
+	// marks are not counted.
+	Tokens int
 	Plain  int            // in plain JSON
 	ByKey  map[string]int // key ID → tokens sealed under that key
 	// Current counts the tokens stored as the store's Sealer now writes
@@ -57,10 +65,18 @@ func Census(ctx context.Context, store SealInspector) (CensusReport, error) {
 			return r, nil
 		}
 		for _, s := range page {
+			// Each key after the one before: a store that lists a key twice,
+			// or goes back, would have the census count a token twice, or
+			// never end.
+			if s.Key <= after {
+				return r, fmt.Errorf("dropboxsign: census: the store listed keys out of order (%q after %q)", s.Key, after)
+			}
+			after = s.Key
 			r.Tokens++
-			if s.Seal.Plain {
+			switch {
+			case s.Seal.Plain:
 				r.Plain++
-			} else {
+			case s.Seal.KeyID != "":
 				r.ByKey[s.Seal.KeyID]++
 			}
 			if s.Seal.Current {
@@ -69,11 +85,6 @@ func Census(ctx context.Context, store SealInspector) (CensusReport, error) {
 			if s.Seal.Err != nil {
 				r.Unopenable[s.Seal.KeyID]++
 			}
-		}
-		if next := page[len(page)-1].Key; next > after {
-			after = next
-		} else {
-			return r, fmt.Errorf("dropboxsign: census: the store listed keys out of order (%q after %q)", next, after)
 		}
 	}
 }
@@ -118,15 +129,21 @@ type ResealProgress struct {
 // [Census] shows when it may be removed.
 //
 // It runs while the fleet runs: each token is read with Load and written
-// with a compare-and-swap Save over itself, so a token refreshed,
+// with a compare-and-swap Save over itself, under the key's refresh lock
+// (Store.Lock, held for the two calls only), so a token refreshed,
 // replaced or disconnected meanwhile is left to that change (counted as
-// Changed), and no refresh token is ever written back over a newer one.
-// It makes no token request. It stops at ctx's end, or at the first store
-// error, with the progress so far: resume with ResealOptions.After.
+// Changed), no refresh token is ever written back over a newer one, and
+// no replica's mark of a refresh token it is spending is written over. It
+// makes no token request. It stops at ctx's end, or at the first store
+// error, with the progress so far: resume with ResealOptions.After. A
+// PerSecond that is NaN is an error.
 func Reseal(ctx context.Context, store SealInspector, opts ResealOptions) (ResealProgress, error) {
 	p := ResealProgress{Last: opts.After}
 	rate := opts.PerSecond
-	if rate <= 0 {
+	switch {
+	case math.IsNaN(rate):
+		return p, errors.New("dropboxsign: reseal: PerSecond is NaN, want a number of saves per second (0: the default, 50)")
+	case rate <= 0:
 		rate = 50
 	}
 	interval := time.Duration(float64(time.Second) / rate)
@@ -146,6 +163,9 @@ func Reseal(ctx context.Context, store SealInspector, opts ResealOptions) (Resea
 			return p, nil
 		}
 		for _, s := range page {
+			if err := ctx.Err(); err != nil {
+				return p, err
+			}
 			if s.Key <= p.Last {
 				return p, fmt.Errorf("dropboxsign: reseal: the store listed keys out of order (%q after %q)", s.Key, p.Last)
 			}
@@ -183,7 +203,19 @@ func Reseal(ctx context.Context, store SealInspector, opts ResealOptions) (Resea
 
 // resealOne writes key's token over itself; changed reports a token that
 // changed (or went) between the read and the write.
+//
+// It holds key's refresh lock from the read to the write. Save compares
+// the access and refresh tokens only, so without the lock a replica's
+// spending mark (spending.go: the same tokens, a different ExpiresIn),
+// written between the read and the write, would pass the comparison and
+// be written over: had that replica then failed to store what it got, the
+// next replica would present the spent refresh token.
 func resealOne(ctx context.Context, store Store, key string) (changed bool, err error) {
+	unlock, err := store.Lock(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	defer unlock()
 	tok, err := store.Load(ctx, key)
 	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrDisconnected) || isRefused(err) {
 		return true, nil

@@ -3,7 +3,9 @@ package dropboxsigntest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"iter"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,12 +13,12 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// Store is a dropboxsign.Store (and Lister and Watcher) in memory, for
-// tests: the sources and Accounts of one process share it as replicas share
-// a real store, with compare-and-swap saves, refusal and disconnection
-// marks, a lock per key, and changes pushed to its watchers at once. It
-// counts the calls made to it. Create it with [NewStore]; it is safe for
-// concurrent use.
+// Store is a dropboxsign.Store (and Lister, Watcher and SealInspector, its
+// tokens all plain) in memory, for tests: the sources and Accounts of one
+// process share it as replicas share a real store, with compare-and-swap
+// saves, refusal and disconnection marks, a lock per key, and changes
+// pushed to its watchers at once. It counts the calls made to it. Create
+// it with [NewStore]; it is safe for concurrent use.
 type Store struct {
 	mu       sync.Mutex
 	entries  map[string]storeEntry
@@ -40,8 +42,9 @@ type StoreStats struct {
 }
 
 var (
-	_ dropboxsign.Lister  = (*Store)(nil)
-	_ dropboxsign.Watcher = (*Store)(nil)
+	_ dropboxsign.Lister        = (*Store)(nil)
+	_ dropboxsign.Watcher       = (*Store)(nil)
+	_ dropboxsign.SealInspector = (*Store)(nil)
 )
 
 // NewStore returns an empty Store.
@@ -214,6 +217,29 @@ func (s *Store) snapshot() map[string]storeEntry {
 		out[k] = e
 	}
 	return out
+}
+
+// InspectSeals reports the tokens of up to limit keys that sort after
+// after, in key order (see dropboxsign.SealInspector). The Store keeps
+// tokens as they are, sealed by no Sealer: every token is Plain and
+// Current, so a dropboxsign.Census counts them all as plain and a
+// dropboxsign.Reseal writes none. Marks are left out.
+func (s *Store) InspectSeals(_ context.Context, after string, limit int) ([]dropboxsign.StoredSeal, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("dropboxsigntest: InspectSeals: limit %d, want at least 1", limit)
+	}
+	var keys []string
+	for key, e := range s.snapshot() {
+		if e.tok != nil && key > after {
+			keys = append(keys, key)
+		}
+	}
+	slices.Sort(keys)
+	out := make([]dropboxsign.StoredSeal, 0, min(limit, len(keys)))
+	for _, key := range keys[:min(limit, len(keys))] {
+		out = append(out, dropboxsign.StoredSeal{Key: key, Seal: (*dropboxsign.Sealer)(nil).InspectPlain()})
+	}
+	return out, nil
 }
 
 // Disconnected yields a *dropboxsign.DisconnectedError for each key that

@@ -20,8 +20,10 @@ import (
 // Run runs the conformance tests against the stores newStore returns; each
 // call must return a store that shares nothing with earlier ones, or at
 // least uses keys that no earlier test used. opts give the suite what it
-// cannot learn through the Store interface ([WithRaw], [WithPeer]); a
-// store's test gives those that are easy for it to give.
+// cannot learn through the Store interface ([WithRaw], [WithPeer],
+// [WithSealers]); a store's test gives those that are easy for it to give.
+// A store that is a [dropboxsign.SealInspector] has its listing checked
+// too.
 //
 // The Watch tests count the process's goroutines: run the suite in a test
 // that is not parallel with others (no t.Parallel).
@@ -67,6 +69,7 @@ func Run(t *testing.T, newStore func(t *testing.T) dropboxsign.Store, opts ...Op
 		}
 		testWatchEnds(t, w)
 	})
+	runSeal(t, newStore, c)
 }
 
 // An Option gives [Run] what it cannot learn through the Store interface.
@@ -75,6 +78,8 @@ type Option func(*config)
 type config struct {
 	raw  func(s dropboxsign.Store, key string) []byte
 	peer func(t *testing.T, s dropboxsign.Store) dropboxsign.Store
+	// sealers opens t's backend under a Sealer: see WithSealers.
+	sealers func(t *testing.T, s *dropboxsign.Sealer) dropboxsign.Store
 }
 
 // WithRaw lets the suite look inside a store: raw returns the bytes that s
