@@ -95,7 +95,7 @@ func TestConformance(t *testing.T) {
 					opts.Sealer = sealer(t)
 				}
 				return stores.add(t, srv.DSN(), pool, opts)
-			}, stores.options()...)
+			}, append(stores.options(), storetest.WithSealers(pgSealers()))...)
 		})
 	}
 }

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/dropboxsign-go/dropboxsign"
+	"github.com/dropboxsign-go/dropboxsign/pgstore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/oauth2"
@@ -316,6 +318,30 @@ ON CONFLICT (account) DO UPDATE SET fingerprint = 'x', token = $2, refused_at = 
 			}
 		},
 	}, pool, tokens
+}
+
+// pgSealers is storetest's WithSealers: a schema of its own for each test,
+// opened under any Sealer.
+func pgSealers() func(*testing.T, *dropboxsign.Sealer) dropboxsign.Store {
+	type backend struct {
+		pool *pgxpool.Pool
+		opts pgstore.Options
+	}
+	var mu sync.Mutex
+	backends := map[*testing.T]backend{}
+	return func(t *testing.T, s *dropboxsign.Sealer) dropboxsign.Store {
+		mu.Lock()
+		defer mu.Unlock()
+		b, ok := backends[t]
+		if !ok {
+			_, pool, opts := setUp(t)
+			b = backend{pool, opts}
+			backends[t] = b
+		}
+		o := b.opts
+		o.Sealer = s
+		return newStore(t, b.pool, o)
+	}
 }
 
 func TestSeals(t *testing.T) {

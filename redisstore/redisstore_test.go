@@ -93,7 +93,8 @@ func conformance(t *testing.T, client redis.UniversalClient, another func() redi
 				t.Fatal(err)
 			}
 			return peer
-		}))
+		}),
+		storetest.WithSealers(sealersOn(client, opts)))
 }
 
 func TestEncryptionAtRestAndKeyRotation(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,6 +61,29 @@ func redisSealEnv(client redis.UniversalClient) sealEnv {
 				t.Fatal(err)
 			}
 		},
+	}
+}
+
+// sealersOn is storetest's WithSealers for stores of client with opts: a
+// prefix of their own for each test, opened under any Sealer.
+func sealersOn(client redis.UniversalClient, opts redisstore.Options) func(*testing.T, *dropboxsign.Sealer) dropboxsign.Store {
+	var mu sync.Mutex
+	prefixes := map[*testing.T]string{}
+	return func(t *testing.T, s *dropboxsign.Sealer) dropboxsign.Store {
+		mu.Lock()
+		p, ok := prefixes[t]
+		if !ok {
+			p = prefix()
+			prefixes[t] = p
+		}
+		mu.Unlock()
+		o := opts
+		o.Prefix, o.Sealer = p, s
+		st, err := redisstore.New(client, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
 	}
 }
 
