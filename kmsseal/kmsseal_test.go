@@ -121,11 +121,12 @@ func TestNewSealerFailsClearly(t *testing.T) {
 	}
 	damaged := slices.Clone(good)
 	damaged[len(damaged)-1] ^= 1
-	short, err := keeperA.Encrypt(ctx, make([]byte, 16)) // wrapped, but not a data key
+	notDataKey := randomKey(t)[:16]
+	short, err := keeperA.Encrypt(ctx, notDataKey) // wrapped, but not a data key
 	if err != nil {
 		t.Fatal(err)
 	}
-	secretsToHide := [][]byte{kmsA.kek[:], kmsB.kek[:], unwrapForTest(t, keeperA, good), unwrapForTest(t, keeperB, other), good, other}
+	secretsToHide := [][]byte{kmsA.kek[:], kmsB.kek[:], unwrapForTest(t, keeperA, good), unwrapForTest(t, keeperB, other), good, other, short, notDataKey}
 
 	for _, tc := range []struct {
 		name    string
@@ -318,7 +319,7 @@ func TestDataKeyRotationResealsAndCensusEmptiesOld(t *testing.T) {
 func TestWrapAdoptsARawKey(t *testing.T) {
 	ctx := context.Background()
 	_, keeper := newKMS(t)
-	k1 := bytes.Repeat([]byte{7}, 32)
+	k1 := randomKey(t)
 	raw, err := dropboxsign.NewSealer(k1)
 	if err != nil {
 		t.Fatal(err)
@@ -366,7 +367,7 @@ func TestWrapAdoptsARawKey(t *testing.T) {
 func TestAdoptionOneReplicaAtATime(t *testing.T) {
 	ctx := context.Background()
 	kms, keeper := newKMS(t)
-	k1 := bytes.Repeat([]byte{42}, 32)
+	k1 := randomKey(t)
 	raw, err := dropboxsign.NewSealer(k1)
 	if err != nil {
 		t.Fatal(err)
