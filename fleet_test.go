@@ -14,7 +14,10 @@ import (
 
 func TestMain(m *testing.M) {
 	fleettest.Main(func() (dropboxsign.Store, error) {
-		var opts []dropboxsign.FileStoreOption
+		opts, err := rolloutStoreOptions() // FLEET_SEALER: see rollout_test.go
+		if err != nil {
+			return nil, err
+		}
 		if keys := os.Getenv("FLEET_SEALER_KEYS"); keys != "" {
 			var raw [][]byte
 			for _, k := range strings.Split(keys, ",") {
