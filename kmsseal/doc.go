@@ -38,11 +38,12 @@
 // what the older versions wrapped as long as those stay enabled; Rewrap
 // re-encrypts under the newest before an old version is disabled.
 //
-// Rotating a data key: [NewDataKey], deploy [new, old] (after [old, new]
-// on every replica if replicas must never meet a key they lack; see
-// dropboxsign's key rotation runbook), run [dropboxsign.Reseal] over the
-// store, and remove the old wrapped key once [dropboxsign.Census] counts no
-// token under it.
+// Rotating a data key is dropboxsign's key rotation, with wrapped keys:
+// [NewDataKey], deploy [old, new] one replica at a time (every replica
+// learns to open what new will seal), then [new, old] (new seals), run
+// [dropboxsign.Reseal] over the store, and remove the old wrapped key once
+// [dropboxsign.Census] counts no token under it (docs/replicas.md, "Rotating
+// a key").
 //
 // # Drivers
 //
