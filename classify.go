@@ -49,12 +49,18 @@ func (c Class) String() string {
 func (c Class) Terminal() bool { return c == Reauthorize || c == Misconfigured }
 
 // Classify tells what kind of failure err is, looking through wrapping for
-// the *oauth2.RetrieveError of a token endpoint answer. Errors this package
+// the *oauth2.RetrieveError of a token endpoint answer, or for an error
+// with a method Class() Class, which says its own class (as the errors of
+// the kmsseal module do). Errors this package
 // does not recognize, including the caller's own context ending, are
 // Temporary.
 func Classify(err error) Class {
 	if err == nil {
 		return NotAnError
+	}
+	var classed interface{ Class() Class }
+	if errors.As(err, &classed) {
+		return classed.Class() // an error that knows its class (kmsseal's)
 	}
 	var refusal *RefusedError
 	if errors.As(err, &refusal) || errors.Is(err, ErrDisconnected) || errors.Is(err, ErrNotConnected) || errors.Is(err, errStartAgain) || errors.Is(err, errNoToken) || errors.Is(err, errNoRefreshToken) || errors.Is(err, errUnsendableRefreshToken) {

@@ -55,8 +55,7 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // Class tells what can be done about e, in [dropboxsign.Class] terms
-// (dropboxsign.Classify does not know this module's errors, and says
-// Temporary for all of them): Temporary for a KMS that did not answer or
+// ([dropboxsign.Classify] asks it, through any wrapping): Temporary for a KMS that did not answer or
 // failed on its side (gcerrors Unknown, Internal, ResourceExhausted,
 // DeadlineExceeded, Canceled: try again, with backoff, or let the
 // process restart); Misconfigured for a KMS that refused (NotFound,
@@ -74,16 +73,6 @@ func (e *Error) Class() dropboxsign.Class {
 		return dropboxsign.Misconfigured
 	}
 	return dropboxsign.Temporary
-}
-
-// Classify is [dropboxsign.Classify] that also knows this module's
-// errors (see [Error.Class]).
-func Classify(err error) dropboxsign.Class {
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Class()
-	}
-	return dropboxsign.Classify(err)
 }
 
 func checkErr(index, count int, format string, args ...any) *Error {

@@ -175,8 +175,8 @@ func TestNewSealerFailsClearly(t *testing.T) {
 			if !errors.As(err, &kerr) {
 				t.Fatalf("error %T is not a *kmsseal.Error", err)
 			}
-			if kerr.Code != tc.code || kmsseal.Classify(err) != tc.class {
-				t.Errorf("code %v class %v, want %v %v", kerr.Code, kmsseal.Classify(err), tc.code, tc.class)
+			if kerr.Code != tc.code || dropboxsign.Classify(err) != tc.class {
+				t.Errorf("code %v class %v, want %v %v", kerr.Code, dropboxsign.Classify(err), tc.code, tc.class)
 			}
 			if tc.fault != nil && !errors.Is(err, tc.fault) {
 				t.Errorf("error %q does not wrap the KMS's", msg)
