@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -25,6 +23,9 @@ type settings struct {
 	endpoint     string
 	clientID     string
 	clientSecret string
+	store        string // -store: file:DIR, redis://…, postgres://…
+	prefix       string
+	schema       string
 	env          map[string]*string // environment variable → the setting it fills
 	flagOf       map[string]string  // environment variable → its flag
 }
@@ -139,25 +140,6 @@ func (s *settings) tokenDir() (string, error) {
 	return filepath.Join(base, "dropboxsign-token"), nil
 }
 
-// errNoDir: the token directory does not exist, so nothing is stored.
-var errNoDir = errors.New("no token directory")
-
-// openStore opens the token directory. Only login creates it: reading
-// commands report errNoDir (wrapped, with the path) instead.
-func (s *settings) openStore(create bool) (*dropboxsign.FileStore, string, error) {
-	dir, err := s.tokenDir()
-	if err != nil {
-		return nil, "", err
-	}
-	if !create {
-		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
-			return nil, dir, fmt.Errorf("%w: %s does not exist", errNoDir, dir)
-		}
-	}
-	store, err := dropboxsign.NewFileStore(dir)
-	return store, dir, err
-}
-
 // loginCommand is the command that authorizes the account again.
 func (s *settings) loginCommand() string { return s.command("login") }
 
@@ -167,7 +149,7 @@ func (s *settings) loginCommand() string { return s.command("login") }
 // is never repeated).
 func (s *settings) command(name string) string {
 	cmd := "dropboxsign-token " + name + " -account " + shellWord(s.account)
-	for _, flag := range []string{"dir", "endpoint", "client-id"} {
+	for _, flag := range []string{"dir", "store", "prefix", "schema", "endpoint", "client-id"} {
 		if f := s.fs.Lookup(flag); f != nil && s.fs.given(flag) {
 			cmd += " -" + flag + " " + shellWord(f.Value.String())
 		}

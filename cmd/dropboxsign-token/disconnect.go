@@ -18,27 +18,29 @@ func runDisconnect(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("disconnect", "Disconnects an account, as an app's \"Disconnect Dropbox Sign\" button does:\n"+
 		"its tokens are erased from the token directory and replaced by a disconnection\n"+
 		"mark, which holds the account's name and the time and no secret, and which no\n"+
-		"process using the directory stores a token over. print then exits 3; only a\n"+
+		"process using the store stores a token over. print then exits 3; only a\n"+
 		"new login connects the account again. Dropbox Sign has no endpoint to revoke\n"+
 		"a grant: the last access token stays valid there until it expires (the user\n"+
 		"can remove the app in Dropbox Sign's settings). Running it again changes\n"+
 		"nothing. It makes no request. Everything it says goes to stderr.", stderr)
 	s := newSettings(fs)
 	s.accountFlag()
-	s.dirFlag()
+	s.storeFlags()
 	if err := s.parse(args); err != nil {
 		return err
 	}
-	store, dir, err := s.openStore(false)
+	store, err := s.openStore(false)
 	if errors.Is(err, errNoDir) {
 		// Nothing was ever stored there: no token to erase, and no
 		// process using the directory to keep from storing one.
-		fmt.Fprintf(stderr, "Nothing stored for account %s: %s does not exist; nothing to disconnect.\n", shellWord(s.account), dir)
+		fmt.Fprintf(stderr, "Nothing stored for account %s: %s does not exist; nothing to disconnect.\n", shellWord(s.account), store.where)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	defer store.close()
+	dir := store.where
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	// What the account held, to say what was done; the disconnection does
@@ -68,7 +70,7 @@ func runDisconnect(args []string, stdout, stderr io.Writer) error {
 			"by a disconnection mark, which holds no secret.\n", key, on(mark.Since))
 	case before != nil:
 		fmt.Fprintf(stderr, "Disconnected account %s%s: its unreadable file %s is replaced by a disconnection mark,\n"+
-			"which holds no secret.\n", key, on(mark.Since), store.Path(s.account))
+			"which holds no secret.\n", key, on(mark.Since), store.path(s.account))
 	default:
 		fmt.Fprintf(stderr, "Disconnected account %s%s: its tokens are erased from %s, replaced by a disconnection mark,\n"+
 			"which holds no secret. Dropbox Sign has no endpoint to revoke the grant: the last access token stays valid\n"+
@@ -81,7 +83,7 @@ func runDisconnect(args []string, stdout, stderr io.Writer) error {
 }
 
 func runForget(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("forget", "Erases a disconnected account's mark from the token directory, so that it\n"+
+	fs := newFlagSet("forget", "Erases a disconnected account's mark from the store, so that it\n"+
 		"keeps nothing of the account, not even its name. Only a mark at least\n"+
 		forgetAfter()+" old is erased: until then a process may still hold a token it\n"+
 		"obtained before the disconnection, and the mark is what keeps it from storing\n"+
@@ -89,19 +91,21 @@ func runForget(args []string, stdout, stderr io.Writer) error {
 		"It makes no request. Everything it says goes to stderr.", stderr)
 	s := newSettings(fs)
 	s.accountFlag()
-	s.dirFlag()
+	s.storeFlags()
 	if err := s.parse(args); err != nil {
 		return err
 	}
 	key := shellWord(s.account)
-	store, dir, err := s.openStore(false)
+	store, err := s.openStore(false)
 	if errors.Is(err, errNoDir) {
-		fmt.Fprintf(stderr, "Nothing stored for account %s: %s does not exist; nothing to forget.\n", key, dir)
+		fmt.Fprintf(stderr, "Nothing stored for account %s: %s does not exist; nothing to forget.\n", key, store.where)
 		return nil
 	}
 	if err != nil {
 		return err
 	}
+	defer store.close()
+	dir := store.where
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	_, before := store.Load(ctx, s.account)
@@ -121,7 +125,7 @@ func runForget(args []string, stdout, stderr io.Writer) error {
 
 // notForgotten says why forget erased nothing: the account is not
 // disconnected, or not for long enough.
-func (s *settings) notForgotten(ctx context.Context, store *dropboxsign.FileStore) error {
+func (s *settings) notForgotten(ctx context.Context, store dropboxsign.Store) error {
 	key := shellWord(s.account)
 	_, err := store.Load(ctx, s.account)
 	var mark *dropboxsign.DisconnectedError

@@ -195,9 +195,9 @@ func TestDisconnectWithNothingStored(t *testing.T) {
 		says string
 	}{
 		{[]string{"disconnect", "-account", ""}, "dropboxsign-token disconnect: -account is empty: name the account"},
-		{[]string{"disconnect", "-json"}, "dropboxsign-token disconnect: flag provided but not defined: -json (disconnect takes -account, -dir)\n"},
+		{[]string{"disconnect", "-json"}, "dropboxsign-token disconnect: flag provided but not defined: -json (disconnect takes -account, -dir, -prefix, -schema, -store)\n"},
 		{[]string{"disconnect", "alice"}, "dropboxsign-token disconnect: unexpected argument \"alice\"\n"},
-		{[]string{"forget", "-client-id", "x"}, "dropboxsign-token forget: flag provided but not defined: -client-id (forget takes -account, -dir)\n"},
+		{[]string{"forget", "-client-id", "x"}, "dropboxsign-token forget: flag provided but not defined: -client-id (forget takes -account, -dir, -prefix, -schema, -store)\n"},
 	} {
 		out, errOut, code := c.run(tc.args...)
 		if code != 2 || out != "" || !strings.HasPrefix(errOut, tc.says) {

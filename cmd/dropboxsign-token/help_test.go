@@ -17,6 +17,9 @@ func helpEnv(t *testing.T) *cli {
 		"DROPBOX_SIGN_CLIENT_ID=env-client-id",
 		"DROPBOX_SIGN_CLIENT_SECRET=env-client-secret",
 		"DROPBOX_SIGN_TOKEN_DIR=/env/token/dir",
+		"DROPBOX_SIGN_STORE=redis://:env-store-password@127.0.0.1:40716/3",
+		"DROPBOX_SIGN_SEAL_KEYS=ZW52LXNlYWwta2V5LWVudi1zZWFsLWtleS1lbnYtc2U=",
+		"DROPBOX_SIGN_RETIRED_KEY_IDS=0e0e0e0e0e0e0e0e",
 	}}
 }
 
@@ -43,6 +46,16 @@ Flags:
   -endpoint URL
     	base URL of the OAuth endpoints, to use a fake (env DROPBOX_SIGN_ENDPOINT;
     	default https://app.hellosign.com)
+  -prefix prefix
+    	Redis: the prefix of the store's keys (default dropboxsign:);
+    	PostgreSQL: of its tables' names (default dropboxsign_)
+  -schema schema
+    	PostgreSQL: the schema of the store's tables (default public)
+  -store store
+    	the token store: file:DIR (or a directory), redis://…, rediss://… (TLS),
+    	redis+cluster://HOST:PORT,HOST:PORT/… (or rediss+cluster://), postgres://…
+    	(env DROPBOX_SIGN_STORE; prefer it for a URL with a password: flags show
+    	in ps; default: the token directory, -dir)
   -timeout duration
     	how long to wait for a refresh (default 30s)
 `
@@ -54,8 +67,18 @@ const statusFlags = `Flags:
     	on Linux)
   -json
     	print JSON for scripts (its shape is in docs/cli.md)
+  -prefix prefix
+    	Redis: the prefix of the store's keys (default dropboxsign:);
+    	PostgreSQL: of its tables' names (default dropboxsign_)
+  -schema schema
+    	PostgreSQL: the schema of the store's tables (default public)
   -show-secrets
     	also print access and refresh tokens
+  -store store
+    	the token store: file:DIR (or a directory), redis://…, rediss://… (TLS),
+    	redis+cluster://HOST:PORT,HOST:PORT/… (or rediss+cluster://), postgres://…
+    	(env DROPBOX_SIGN_STORE; prefer it for a URL with a password: flags show
+    	in ps; default: the token directory, -dir)
 `
 
 // Help goes to stderr, once, exit code 0, with each flag once and its one
@@ -70,10 +93,10 @@ func TestHelpShowsEachFlagOnceWithOneDefault(t *testing.T) {
 		}
 	}
 	if _, errOut, _ := c.run("status", "-h"); !strings.HasSuffix(errOut, "\n\n"+statusFlags) {
-		t.Errorf("status -h: the flags are not exactly -dir, -json, -show-secrets:\n%s", errOut)
+		t.Errorf("status -h: the flags are not exactly -dir, -json, -prefix, -schema, -show-secrets, -store:\n%s", errOut)
 	}
 	flagLine := regexp.MustCompile(`^  -([a-z-]+)`)
-	for _, cmd := range []string{"login", "print", "status", "disconnect", "forget", "fake", "demo"} {
+	for _, cmd := range []string{"login", "print", "status", "keys", "reseal", "disconnect", "forget", "fake", "demo"} {
 		out, errOut, code := c.run(cmd, "-h")
 		if code != 0 || out != "" || !strings.HasPrefix(errOut, "Usage: dropboxsign-token "+cmd+" [flags]\n\n") {
 			t.Errorf("%s -h: exit %d, stdout %q, stderr:\n%s", cmd, code, out, errOut)
@@ -90,7 +113,7 @@ func TestHelpShowsEachFlagOnceWithOneDefault(t *testing.T) {
 				t.Errorf("%s -h: two defaults on one line: %q", cmd, line)
 			}
 		}
-		for _, leaked := range []string{"40715", "env-client", "/env/token/dir"} {
+		for _, leaked := range []string{"40715", "env-client", "/env/token/dir", "40716", "env-store", "ZW52", "0e0e0e"} {
 			if strings.Contains(errOut, leaked) {
 				t.Errorf("%s -h shows a value from the environment (%s):\n%s", cmd, leaked, errOut)
 			}
@@ -98,7 +121,8 @@ func TestHelpShowsEachFlagOnceWithOneDefault(t *testing.T) {
 	}
 	out, errOut, code := c.run("-h")
 	if code != 0 || out != "" || !strings.HasPrefix(errOut, "Usage: dropboxsign-token <command> [flags]\n") ||
-		!regexpLine(errOut, `^  fake +serve a fake Dropbox Sign`) || !regexpLine(errOut, `^  disconnect +disconnect an account`) || !strings.Contains(errOut, "Exit codes: 0 success, 1 failure, 2 usage error, 3 ") {
+		!regexpLine(errOut, `^  fake +serve a fake Dropbox Sign`) || !regexpLine(errOut, `^  disconnect +disconnect an account`) ||
+		!regexpLine(errOut, `^  keys +count the tokens by the encryption key`) || !regexpLine(errOut, `^  reseal +seal every token with the first key`) || !strings.Contains(errOut, "Exit codes: 0 success, 1 failure, 2 usage error, 3 ") {
 		t.Errorf("-h: exit %d, stdout %q, stderr:\n%s", code, out, errOut)
 	}
 }
@@ -113,13 +137,13 @@ func TestUnknownFlagErrorShowsOnce(t *testing.T) {
 		want string
 	}{
 		{[]string{"print", "-nope"}, "dropboxsign-token print: flag provided but not defined: -nope " +
-			"(print takes -account, -client-id, -client-secret, -dir, -endpoint, -timeout)\n" +
+			"(print takes -account, -client-id, -client-secret, -dir, -endpoint, -prefix, -schema, -store, -timeout)\n" +
 			"Run 'dropboxsign-token print -h' for usage.\n"},
 		{[]string{"status", "-account", "nobody"}, "dropboxsign-token status: flag provided but not defined: -account " +
-			"(status takes -dir, -json, -show-secrets)\n" +
+			"(status takes -dir, -json, -prefix, -schema, -show-secrets, -store)\n" +
 			"Run 'dropboxsign-token status -h' for usage.\n"},
 		{[]string{"status", "-endpoint", "http://127.0.0.1:1"}, "dropboxsign-token status: flag provided but not defined: -endpoint " +
-			"(status takes -dir, -json, -show-secrets)\n" +
+			"(status takes -dir, -json, -prefix, -schema, -show-secrets, -store)\n" +
 			"Run 'dropboxsign-token status -h' for usage.\n"},
 		{[]string{"print", "-timeout", "soon"}, "dropboxsign-token print: invalid value \"soon\" for flag -timeout: parse error\n" +
 			"Run 'dropboxsign-token print -h' for usage.\n"},

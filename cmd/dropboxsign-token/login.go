@@ -23,7 +23,7 @@ func runLogin(args []string, stdout, stderr io.Writer) error {
 		"must be http://<listen><callback-path>. Everything it says goes to stderr.", stderr)
 	s := newSettings(fs)
 	s.accountFlag()
-	s.dirFlag()
+	s.storeFlags()
 	s.appFlags()
 	listen := fs.String("listen", defaultListen, "loopback `address` of the callback listener")
 	path := fs.String("callback-path", defaultCallbackPath, "`path` of the callback URL")
@@ -48,10 +48,11 @@ func runLogin(args []string, stdout, stderr io.Writer) error {
 				conf.Endpoint.AuthURL)
 		}
 	}
-	store, _, err := s.openStore(true)
+	store, err := s.openStore(true)
 	if err != nil {
 		return err
 	}
+	defer store.close()
 	ln, err := listenLoopback("-listen", *listen, "the callback",
 		"another login running? pick another -listen, and set the API app's callback URL to match")
 	if err != nil {
@@ -110,13 +111,23 @@ func runLogin(args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("storing the token: %w", err)
 			}
 			fmt.Fprintf(stderr, "Authorized. Account %s, disconnected%s, is connected again: its token is stored in %s (it expires %s).\nPrint it with: %s\n",
-				shellWord(s.account), on(disconnected.Since), store.Path(s.account), tok.Expiry.Local().Format(time.DateTime), s.command("print"))
+				shellWord(s.account), on(disconnected.Since), store.path(s.account), tok.Expiry.Local().Format(time.DateTime), s.command("print"))
 			return nil
 		case errors.As(err, &refused):
 			prev = nil // a new login replaces the refusal
 		default:
+			if store.file == nil {
+				// Replace writes over whatever the store holds.
+				fmt.Fprintf(stderr, "warning: replacing an unreadable token: %v\n", err)
+				if err := store.Replace(ctx, s.account, tok); err != nil {
+					return fmt.Errorf("storing the token: %w", err)
+				}
+				fmt.Fprintf(stderr, "Authorized. The token for account %s is stored in %s (it expires %s).\nPrint it with: %s\n",
+					shellWord(s.account), store.path(s.account), tok.Expiry.Local().Format(time.DateTime), s.command("print"))
+				return nil
+			}
 			fmt.Fprintf(stderr, "warning: replacing an unreadable token file: %v\n", err)
-			if err := os.Remove(store.Path(s.account)); err != nil {
+			if err := os.Remove(store.path(s.account)); err != nil {
 				return fmt.Errorf("storing the token: %w", err)
 			}
 		}
@@ -125,7 +136,7 @@ func runLogin(args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("storing the token: %w", err)
 			}
 			fmt.Fprintf(stderr, "Authorized. The token for account %s is stored in %s (it expires %s).\nPrint it with: %s\n",
-				shellWord(s.account), store.Path(s.account), tok.Expiry.Local().Format(time.DateTime), s.command("print"))
+				shellWord(s.account), store.path(s.account), tok.Expiry.Local().Format(time.DateTime), s.command("print"))
 			return nil
 		}
 	}

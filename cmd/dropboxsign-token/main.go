@@ -4,10 +4,16 @@
 //	dropboxsign-token login            # authorize an account in the browser, store its token
 //	dropboxsign-token print            # print a valid access token (refreshing it if needed)
 //	dropboxsign-token status           # list stored accounts, their expiry, refusals and disconnections
+//	dropboxsign-token keys             # count the tokens by the encryption key that seals them
+//	dropboxsign-token reseal           # seal every token with the first key, after a key rotation
 //	dropboxsign-token disconnect       # disconnect an account: erase its tokens, for good
 //	dropboxsign-token forget           # erase a disconnected account's mark, once it is old enough
 //	dropboxsign-token fake             # serve a fake Dropbox Sign to try the three above
 //	dropboxsign-token demo             # the whole flow against a local fake, no account needed
+//
+// Every command but fake and demo works on a token directory, Redis (also
+// with TLS, and Redis Cluster) or PostgreSQL (-store), with tokens sealed by
+// the keys of DROPBOX_SIGN_SEAL_KEYS.
 //
 // For example: curl -H "Authorization: Bearer $(dropboxsign-token print)" https://api.hellosign.com/v3/account
 //
@@ -56,6 +62,8 @@ var commands = []command{
 	{"login", "authorize an account in the browser and store its token", runLogin},
 	{"print", "print a valid access token for an account, and nothing else", runPrint},
 	{"status", "list stored accounts: expiry, last save, refusals, disconnections", runStatus},
+	{"keys", "count the tokens by the encryption key that seals them (a census)", runKeys},
+	{"reseal", "seal every token with the first key, after a key rotation", runReseal},
 	{"disconnect", "disconnect an account: erase its tokens, and keep them from coming back", runDisconnect},
 	{"forget", "erase a disconnected account's mark, once it is old enough", runForget},
 	{"fake", "serve a fake Dropbox Sign on loopback, to try the commands above", runFake},
@@ -63,7 +71,9 @@ var commands = []command{
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	// The store's password and the keys never reach the output, whatever
+	// prints them (see addSecret).
+	os.Exit(run(os.Args[1:], redactingWriter{os.Stdout}, redactingWriter{os.Stderr}))
 }
 
 // run runs a command line and returns its exit code. Help and errors go to

@@ -18,7 +18,7 @@ func runPrint(args []string, stdout, stderr io.Writer) error {
 		"the account must be authorized (again): stderr says with which login command.", stderr)
 	s := newSettings(fs)
 	s.accountFlag()
-	s.dirFlag()
+	s.storeFlags()
 	s.appFlags()
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to wait for a refresh")
 	if err := s.parse(args); err != nil {
@@ -28,13 +28,15 @@ func runPrint(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store, dir, err := s.openStore(false)
+	store, err := s.openStore(false)
 	if errors.Is(err, errNoDir) {
-		return s.mustLogin("no token stored for account %s (%s does not exist): run '%s'", shellWord(s.account), dir, s.loginCommand())
+		return s.mustLogin("no token stored for account %s (%s does not exist): run '%s'", shellWord(s.account), store.where, s.loginCommand())
 	}
 	if err != nil {
 		return err
 	}
+	defer store.close()
+	dir := store.where
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	// Saying at once what is missing beats a token source's generic error.

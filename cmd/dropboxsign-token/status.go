@@ -18,11 +18,12 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("status", "Lists every stored account: when its token expires, when it was last saved,\n"+
 		"whether it has a refresh token, which accounts await a new login because\n"+
 		"Dropbox Sign refused their grant, and which were disconnected by the app\n"+
-		"(disconnect), since when. It reads the token directory only: it makes no\n"+
-		"request and creates nothing. Secrets are shown only with -show-secrets.\n"+
-		"Exit code 1 if an account's file cannot be read.", stderr)
+		"(disconnect), since when, and which tokens the keys at hand cannot open\n"+
+		"(sealed under a key "+envSealKeys+" does not hold). It reads the store only:\n"+
+		"it makes no request and creates nothing. Secrets are shown only with\n"+
+		"-show-secrets. Exit code 1 if an account's token cannot be read or opened.", stderr)
 	s := newSettings(fs)
-	s.dirFlag()
+	s.storeFlags()
 	asJSON := fs.Bool("json", false, "print JSON for scripts (its shape is in docs/cli.md)")
 	showSecrets := fs.Bool("show-secrets", false, "also print access and refresh tokens")
 	if err := s.parse(args); err != nil {
@@ -41,6 +42,9 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	} else if err := list.writeText(stdout, *showSecrets, time.Now()); err != nil {
 		return err
 	}
+	if missing := list.missingKeys(); missing != "" {
+		return fmt.Errorf("%s: configure the key in %s (as a second key) to read them", missing, envSealKeys)
+	}
 	for _, a := range list.Accounts {
 		if a.Error != "" {
 			return fmt.Errorf("account %s: %s", shellWord(a.Key), a.Error)
@@ -49,10 +53,46 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// missingKeys says how many tokens are sealed under keys not configured
+// here, and which: "" if none.
+func (l *statusList) missingKeys() string {
+	count := map[string]int{}
+	var ids []string
+	n := 0
+	for _, a := range l.Accounts {
+		if a.MissingKey == "" {
+			continue
+		}
+		if count[a.MissingKey] == 0 {
+			ids = append(ids, a.MissingKey)
+		}
+		count[a.MissingKey]++
+		n++
+	}
+	if n == 0 {
+		return ""
+	}
+	slices.Sort(ids)
+	var parts []string
+	for _, id := range ids {
+		parts = append(parts, fmt.Sprintf("%d under key %s", count[id], id))
+	}
+	return fmt.Sprintf("%d %s cannot be opened with the keys at hand (%s): sealed with %s not configured here (%s)",
+		n, plural(n, "token", "tokens"), envSealKeys, plural(len(ids), "a key", "keys"), strings.Join(parts, ", "))
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
 // statusList is what status reports, and the JSON shape of status -json:
 // documented in docs/cli.md, so fields are only ever added.
 type statusList struct {
-	Dir      string          `json:"dir"`
+	Dir      string          `json:"dir"`      // the token directory; "" for a Redis or PostgreSQL store
+	Store    string          `json:"store"`    // the directory, or the store's URL with its password hidden
 	Accounts []statusAccount `json:"accounts"` // sorted by key; [] when none
 
 	command func(name, key string) string // the command line of name for an account, with the flags status was given
@@ -67,7 +107,8 @@ type statusAccount struct {
 	HasRefreshToken   bool      `json:"has_refresh_token"`       // false: it cannot be refreshed
 	RefusedSince      *jsonTime `json:"refused_since"`           // non-null: Dropbox Sign refused the grant; the account must log in again
 	DisconnectedSince *jsonTime `json:"disconnected_since"`      // non-null: the app disconnected the account; its tokens are erased
-	Error             string    `json:"error,omitempty"`         // the account's file cannot be read
+	Error             string    `json:"error,omitempty"`         // the account's token cannot be read or opened
+	MissingKey        string    `json:"missing_key,omitempty"`   // the ID of the key that sealed the token, which is not configured here
 	AccessToken       string    `json:"access_token,omitempty"`  // with -show-secrets only
 	RefreshToken      string    `json:"refresh_token,omitempty"` // with -show-secrets only
 }
@@ -86,20 +127,24 @@ func newJSONTime(t time.Time) *jsonTime {
 	return &jsonTime{t.Truncate(time.Second)}
 }
 
-// listAccounts reads every account in the token directory; a directory that
+// listAccounts reads every account in the store; a token directory that
 // does not exist holds none, and is not created.
 func listAccounts(s *settings, secrets bool) (*statusList, error) {
-	store, dir, err := s.openStore(false)
-	list := &statusList{Dir: dir, Accounts: []statusAccount{}, command: func(name, key string) string {
+	store, err := s.openStore(false)
+	if err != nil && !errors.Is(err, errNoDir) {
+		return nil, err
+	}
+	list := &statusList{Store: store.where, Accounts: []statusAccount{}, command: func(name, key string) string {
 		s.account = key
 		return s.command(name)
 	}}
+	if store.file != nil || errors.Is(err, errNoDir) {
+		list.Dir = store.where
+	}
 	if errors.Is(err, errNoDir) {
 		return list, nil
 	}
-	if err != nil {
-		return nil, err
-	}
+	defer store.close()
 	ctx := context.Background()
 	var keys []string
 	for key, err := range store.Keys(ctx) {
@@ -114,9 +159,12 @@ func listAccounts(s *settings, secrets bool) (*statusList, error) {
 		tok, err := store.Load(ctx, key)
 		var refused *dropboxsign.RefusedError
 		var disconnected *dropboxsign.DisconnectedError
+		var missing *dropboxsign.MissingKeyError
 		switch {
 		case errors.Is(err, dropboxsign.ErrNotFound):
 			continue // removed since it was listed
+		case errors.As(err, &missing):
+			a.MissingKey, a.Error = missing.KeyID, err.Error()
 		case errors.As(err, &disconnected):
 			a.DisconnectedSince = newJSONTime(disconnected.Since)
 			if a.DisconnectedSince == nil { // a mark without a time still is one
@@ -132,9 +180,7 @@ func listAccounts(s *settings, secrets bool) (*statusList, error) {
 		default:
 			a.Expires = newJSONTime(tok.Expiry)
 			a.HasRefreshToken = tok.RefreshToken != ""
-			if saved, err := store.SavedAt(key); err == nil {
-				a.SavedAt = newJSONTime(saved)
-			}
+			a.SavedAt = newJSONTime(store.savedAt(key))
 			if secrets {
 				a.AccessToken, a.RefreshToken = tok.AccessToken, tok.RefreshToken
 			}
@@ -148,7 +194,7 @@ func listAccounts(s *settings, secrets bool) (*statusList, error) {
 // needs something done.
 func (l *statusList) writeText(out io.Writer, secrets bool, now time.Time) error {
 	if len(l.Accounts) == 0 {
-		_, err := fmt.Fprintf(out, "no accounts stored in %s: run 'dropboxsign-token login' to add one\n", l.Dir)
+		_, err := fmt.Fprintf(out, "no accounts stored in %s: run 'dropboxsign-token login' to add one\n", l.Store)
 		return err
 	}
 	w := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
@@ -162,6 +208,9 @@ func (l *statusList) writeText(out io.Writer, secrets bool, now time.Time) error
 		key := shellWord(a.Key)
 		state, expires, saved, refresh := "ok", "never", "-", "no"
 		switch {
+		case a.MissingKey != "":
+			state, expires, refresh = "no key", "-", "-"
+			todo = append(todo, fmt.Sprintf("%s: sealed with encryption key %s, which %s does not hold: configure that key to read it", key, a.MissingKey, envSealKeys))
 		case a.Error != "":
 			state, expires, refresh = "unreadable", "-", "-"
 			todo = append(todo, fmt.Sprintf("%s: unreadable: %s", key, a.Error))
@@ -205,6 +254,11 @@ func (l *statusList) writeText(out io.Writer, secrets bool, now time.Time) error
 	}
 	for _, line := range todo {
 		if _, err := fmt.Fprintln(out, line); err != nil {
+			return err
+		}
+	}
+	if missing := l.missingKeys(); missing != "" {
+		if _, err := fmt.Fprintf(out, "\n%s.\n", missing); err != nil {
 			return err
 		}
 	}
