@@ -82,6 +82,13 @@ type Connect struct {
 	// gives the return path Begin accepted. By default, a 303 to that path
 	// with ?connected=1, or ?connect_error= and the class's name.
 	Done func(w http.ResponseWriter, r *http.Request, account string, err error)
+	// Refuse renders a request the handlers refuse (optional): status is
+	// 400 for a callback that is malformed, oversized, replayed, expired,
+	// tampered with or another user's (no token was requested), 401 with
+	// nobody signed in, 500 for a Connect that lacks what it needs; msg
+	// says why in a short sentence for the user (no secret in it). Refuse
+	// must write the status. By default, msg as plain text with the status.
+	Refuse func(w http.ResponseWriter, r *http.Request, status int, msg string)
 	// MaxAge is how long a user has to consent (default 10 minutes).
 	MaxAge time.Duration
 	// CookiePath is the state cookie's path (default: the path of
@@ -143,16 +150,16 @@ func (c *Connect) Begin() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		aeads, err := c.check()
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			c.refuse(w, r, http.StatusInternalServerError, err.Error())
 			return
 		}
 		account, ok := c.User(r)
 		if !ok {
-			http.Error(w, "sign in first", http.StatusUnauthorized)
+			c.refuse(w, r, http.StatusUnauthorized, "sign in first")
 			return
 		}
 		if checkAccountKey(account) != nil {
-			http.Error(w, "dropboxsign: Connect: the signed-in user's account key is unusable (see Accounts.TokenSource)", http.StatusInternalServerError)
+			c.refuse(w, r, http.StatusInternalServerError, "dropboxsign: Connect: the signed-in user's account key is unusable (see Accounts.TokenSource)")
 			return
 		}
 		ret := "/"
@@ -195,16 +202,16 @@ func (c *Connect) Callback() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		aeads, err := c.check()
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			c.refuse(w, r, http.StatusInternalServerError, err.Error())
 			return
 		}
 		if len(r.URL.RawQuery) > maxConnectQuery {
-			http.Error(w, "the query is too long", http.StatusBadRequest)
+			c.refuse(w, r, http.StatusBadRequest, "the query is too long")
 			return
 		}
 		q, err := url.ParseQuery(r.URL.RawQuery)
 		if err != nil {
-			http.Error(w, "the query is malformed", http.StatusBadRequest)
+			c.refuse(w, r, http.StatusBadRequest, "the query is malformed")
 			return
 		}
 		state, msg := connectParam(q, "state")
@@ -216,32 +223,32 @@ func (c *Connect) Callback() http.Handler {
 			}
 		}
 		if msg != "" {
-			http.Error(w, msg, http.StatusBadRequest)
+			c.refuse(w, r, http.StatusBadRequest, msg)
 			return
 		}
 		account, ok := c.User(r)
 		if !ok {
-			http.Error(w, "sign in first", http.StatusUnauthorized)
+			c.refuse(w, r, http.StatusUnauthorized, "sign in first")
 			return
 		}
 		cookie, err := r.Cookie(ConnectCookieName)
 		if err != nil {
-			http.Error(w, "no connect flow is under way in this browser: start again", http.StatusBadRequest)
+			c.refuse(w, r, http.StatusBadRequest, "no connect flow is under way in this browser: start again")
 			return
 		}
 		st, ok := openConnect(aeads, cookie.Value)
 		switch {
 		case !ok:
-			http.Error(w, "the connect cookie is invalid: start again", http.StatusBadRequest)
+			c.refuse(w, r, http.StatusBadRequest, "the connect cookie is invalid: start again")
 			return
 		case !c.clock().Before(st.expires):
-			http.Error(w, "the connect flow has expired: start again", http.StatusBadRequest)
+			c.refuse(w, r, http.StatusBadRequest, "the connect flow has expired: start again")
 			return
 		case subtle.ConstantTimeCompare([]byte(state), []byte(st.state)) != 1:
-			http.Error(w, "the state does not match this browser's: start again", http.StatusBadRequest)
+			c.refuse(w, r, http.StatusBadRequest, "the state does not match this browser's: start again")
 			return
 		case subtle.ConstantTimeCompare([]byte(account), []byte(st.account)) != 1:
-			http.Error(w, "this connect flow was started by another user", http.StatusBadRequest)
+			c.refuse(w, r, http.StatusBadRequest, "this connect flow was started by another user")
 			return
 		}
 		// Single use: gone before anything else can happen.
@@ -303,6 +310,16 @@ func (c *Connect) done(w http.ResponseWriter, r *http.Request, account string, e
 	}
 	u.RawQuery = v.Encode()
 	http.Redirect(w, r, u.String(), http.StatusSeeOther)
+}
+
+// refuse answers a refused request: the app's page, or plain text.
+func (c *Connect) refuse(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	w.Header().Set("Cache-Control", "no-store")
+	if c.Refuse != nil {
+		c.Refuse(w, r, status, msg)
+		return
+	}
+	http.Error(w, msg, status)
 }
 
 func (c *Connect) clock() time.Time {

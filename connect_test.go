@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -475,5 +476,27 @@ func TestConnectStoreDownAfterExchange(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || ca.fake.Stats().Exchanges != before {
 		t.Errorf("after a SaveError: %s, %d more exchanges; want 200 with the kept token", resp.Status, ca.fake.Stats().Exchanges-before)
+	}
+}
+
+// The app renders refusals with its own page, given the status and why
+// (here: an emptied cookie).
+func TestConnectRefuseRendersTheAppsPage(t *testing.T) {
+	ca := newConnectApp(t, connectKey(t))
+	var got []string
+	ca.connect.Refuse = func(w http.ResponseWriter, r *http.Request, status int, msg string) {
+		got = append(got, fmt.Sprint(status, " ", msg))
+		w.WriteHeader(status)
+		fmt.Fprint(w, "the app's page")
+	}
+	cb := ca.begin("")
+	ca.setStateCookie("")
+	before := ca.tokenRequests()
+	status, _, body := ca.get(cb)
+	if status != http.StatusBadRequest || body != "the app's page" || len(got) != 1 || !strings.HasPrefix(got[0], "400 the connect cookie is invalid") {
+		t.Errorf("a callback without its cookie: %d %q, Refuse saw %q; want 400 from the app's page", status, body, got)
+	}
+	if n := ca.tokenRequests() - before; n != 0 {
+		t.Errorf("%d token requests, want 0", n)
 	}
 }
