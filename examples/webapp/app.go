@@ -90,7 +90,8 @@ func NewApp(cfg Config) (*App, error) {
 		User: func(r *http.Request) (string, bool) {
 			return a.user(r)
 		},
-		Done: a.connectDone,
+		Done:   a.connectDone,
+		Refuse: a.connectRefused,
 	}
 	m := a.mux
 	m.HandleFunc("GET /{$}", a.home)
@@ -225,8 +226,7 @@ func (a *App) signIn(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	name := strings.TrimSpace(r.PostFormValue("user"))
 	if !validUser(name) {
-		w.WriteHeader(http.StatusBadRequest)
-		a.render(w, r, "home", map[string]any{"Error": "A user name is 1 to 64 letters, digits, '-', '_' or '.'."})
+		a.render(w, r, "home", map[string]any{"HTTPStatus": http.StatusBadRequest, "Error": "A user name is 1 to 64 letters, digits, '-', '_' or '.'."})
 		return
 	}
 	a.mu.Lock()
@@ -278,6 +278,18 @@ func (a *App) connectDone(w http.ResponseWriter, r *http.Request, account string
 	http.Redirect(w, r, pathSettings+"?connect="+outcome, http.StatusSeeOther)
 }
 
+// connectRefused renders a callback Connect refused (a replayed,
+// tampered, expired or foreign one: no token was requested) as the app's
+// own page, with the way back.
+func (a *App) connectRefused(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	if status >= 500 {
+		a.cfg.Log.ErrorContext(r.Context(), "dropbox sign: connect", "status", status, "error", msg)
+		msg = "a problem on our side"
+	}
+	user, _ := a.user(r)
+	a.render(w, r, "refused", map[string]any{"HTTPStatus": status, "User": user, "Reason": msg})
+}
+
 var connectOutcomes = map[string]string{
 	"connected": "Dropbox Sign is connected.",
 	"saving":    "Dropbox Sign is connected (saving the connection took longer than usual; nothing to do).",
@@ -306,7 +318,7 @@ func (a *App) settings(w http.ResponseWriter, r *http.Request) {
 		data["ConnectLabel"] = "Reconnect Dropbox Sign"
 	default: // StatusUnknown: the store could not be read
 		a.cfg.Log.ErrorContext(r.Context(), "dropbox sign: status", "account", user, "error", c.Err)
-		w.WriteHeader(http.StatusServiceUnavailable)
+		data["HTTPStatus"] = http.StatusServiceUnavailable
 		data["Text"] = "The Dropbox Sign status is unavailable just now; try again later."
 	}
 	a.render(w, r, "settings", data)
@@ -408,7 +420,7 @@ func (a *App) send(w http.ResponseWriter, r *http.Request) {
 	data := map[string]any{"User": user, "Form": r.PostForm}
 	sent, err := a.post(r.Context(), user, form)
 	if err != nil {
-		w.WriteHeader(statusFor(err))
+		data["HTTPStatus"] = statusFor(err)
 		data["SendError"] = a.explain(r.Context(), user, err)
 	} else {
 		data["Sent"] = sent
@@ -523,6 +535,8 @@ func (a *App) explain(ctx context.Context, user string, err error) string {
 
 // --- pages ------------------------------------------------------------------
 
+// render writes the page name with data, and the status data["HTTPStatus"]
+// (200 without it).
 func (a *App) render(w http.ResponseWriter, r *http.Request, name string, data map[string]any) {
 	if data == nil {
 		data = map[string]any{}
@@ -534,6 +548,9 @@ func (a *App) render(w http.ResponseWriter, r *http.Request, name string, data m
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	if status, ok := data["HTTPStatus"].(int); ok { // after the headers, which it sends
+		w.WriteHeader(status)
+	}
 	if err := pages.ExecuteTemplate(w, name, data); err != nil {
 		a.cfg.Log.ErrorContext(r.Context(), "render", "page", name, "error", err)
 	}
@@ -575,6 +592,11 @@ var pages = template.Must(template.New("").Parse(`
 <h2>Your latest requests</h2>
 {{with .ListError}}<p class="error">{{.}}</p>{{end}}
 <ul>{{range .Requests}}<li>{{.Title}} · {{range .Signers}}{{.Name}} &lt;{{.Email}}&gt; ({{.Status}}) {{end}}</li>{{else}}<li>None yet.</li>{{end}}</ul>
+{{template "bottom" .}}{{end}}
+
+{{define "refused"}}{{template "top" .}}<h1>Dropbox Sign was not connected</h1>
+<p class="error" id="refused">This link cannot complete the connection: {{.Reason}}.</p>
+<p>Nothing was changed. <a href="{{.Paths.Settings}}">Back to the settings page</a>, and connect from there.</p>
 {{template "bottom" .}}{{end}}
 
 {{define "deleted"}}{{template "top" .}}<h1>Account deleted</h1><p>Your account is deleted, and Dropbox Sign is disconnected. You can also remove the app from your Dropbox Sign account's settings.</p><p><a href="/">Home</a></p>{{template "bottom" .}}{{end}}

@@ -181,6 +181,7 @@ func refused(t *testing.T, b *browser, app *webapp, after int, want, shot string
 		t.Fatalf("the callback answered %d, want 400", d.Status)
 	}
 	b.waitPage(callbackPath, want)
+	b.waitPage(callbackPath, "Back to the settings page") // the app's own page (Connect.Refuse)
 	if shot != "" {
 		b.screenshot(shot)
 	}
@@ -276,6 +277,7 @@ func TestBrowserCallbackReplayed(t *testing.T) {
 		t.Fatalf("the replayed callback answered %d, want 400", resp.Status)
 	}
 	b.waitPage(callbackPath, "no connect flow is under way in this browser")
+	b.waitPage(callbackPath, "Back to the settings page")
 	b.screenshot("09-callback-replayed.png")
 	b.do("opening the settings", chromedp.Navigate(app.URL+"/settings"))
 	if got := b.status(); got != statusConnected {
