@@ -13,7 +13,7 @@
 //
 // Flags: -addr (where to listen), -url (the app's URL as browsers reach it,
 // when a proxy or a host name stands in front), -store (a token directory
-// to keep), and -dropbox-sign (the URL of a fake Dropbox Sign already
+// to keep), -postgres (keep tokens in PostgreSQL instead), and -dropbox-sign (the URL of a fake Dropbox Sign already
 // running, with its client ID and secret in DROPBOX_SIGN_CLIENT_ID and
 // DROPBOX_SIGN_CLIENT_SECRET: the browser tests run the fake themselves to
 // count what it sees).
@@ -51,6 +51,7 @@ func run() error {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
 	publicURL := flag.String("url", "", "the app's URL as browsers reach it (default: http:// and the address it listens on)")
 	storeDir := flag.String("store", "", "directory of the token store (default: a new temporary directory)")
+	postgres := flag.String("postgres", "", "keep tokens in PostgreSQL at this DSN (postgres://…) instead of a directory; the tables are made if missing")
 	fakeURL := flag.String("dropbox-sign", "", "URL of a fake Dropbox Sign already running, client ID and secret in $DROPBOX_SIGN_CLIENT_ID and $DROPBOX_SIGN_CLIENT_SECRET (default: start one in this process)")
 	flag.Parse()
 
@@ -99,18 +100,12 @@ func run() error {
 	}
 	conf.RedirectURL = appURL + pathCallback
 
-	dir := *storeDir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "webapp-tokens-"); err != nil {
-			return err
-		}
-		defer os.RemoveAll(dir)
-	}
-	store, err := dropboxsign.NewFileStore(dir)
+	store, where, err := openStore(ctx, *storeDir, *postgres)
 	if err != nil {
 		return err
 	}
-	accounts := dropboxsign.NewAccounts(context.Background(), conf, store)
+	defer store.Close()
+	accounts := dropboxsign.NewAccounts(context.Background(), conf, store.Store)
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -131,7 +126,7 @@ func run() error {
 		return err
 	}
 	srv := &http.Server{Handler: app, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Printf("webapp: open %s (fake Dropbox Sign at %s, tokens in %s)\n", appURL, apiURL, dir)
+	fmt.Printf("webapp: open %s (fake Dropbox Sign at %s, tokens in %s)\n", appURL, apiURL, where)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

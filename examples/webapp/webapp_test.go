@@ -16,6 +16,7 @@ import (
 
 	"github.com/dropboxsign-go/dropboxsign"
 	"github.com/dropboxsign-go/dropboxsign/dropboxsigntest"
+	"github.com/dropboxsign-go/dropboxsign/internal/pgtest"
 )
 
 // testApp runs the app as main does: the fake, a FileStore in a temporary
@@ -30,13 +31,21 @@ type testApp struct {
 
 func newTestApp(t *testing.T) *testApp {
 	t.Helper()
-	fake := dropboxsigntest.NewServer()
-	t.Cleanup(fake.Close)
 	dir := t.TempDir()
 	store, err := dropboxsign.NewFileStore(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ta := newTestAppOn(t, store)
+	ta.dir = dir
+	return ta
+}
+
+// newTestAppOn is newTestApp with the tokens in store.
+func newTestAppOn(t *testing.T, store dropboxsign.Store) *testApp {
+	t.Helper()
+	fake := dropboxsigntest.NewServer()
+	t.Cleanup(fake.Close)
 	conf := fake.Config()
 	accounts := dropboxsign.NewAccounts(context.Background(), conf, store)
 	t.Cleanup(func() { accounts.Shutdown(context.Background()) })
@@ -50,7 +59,7 @@ func newTestApp(t *testing.T) *testApp {
 	t.Cleanup(srv.Close)
 	conf.RedirectURL = srv.URL + pathCallback
 	fake.SetCallbackURL(conf.RedirectURL)
-	return &testApp{app: app, fake: fake, accounts: accounts, url: srv.URL, dir: dir}
+	return &testApp{app: app, fake: fake, accounts: accounts, url: srv.URL}
 }
 
 // browser is a user's http.Client with a cookie jar. It follows
@@ -171,7 +180,26 @@ func (ta *testApp) listed(t *testing.T, user string) []string {
 }
 
 func TestWebappEndToEnd(t *testing.T) {
-	ta := newTestApp(t)
+	endToEnd(t, newTestApp(t))
+}
+
+// The same with -postgres: a real PostgreSQL, its tables made by openStore.
+func TestWebappEndToEndOnPostgreSQL(t *testing.T) {
+	db := pgtest.Start(t)
+	store, where, err := openStore(context.Background(), "", db.DSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	if strings.Contains(where, "password") || !strings.Contains(where, "PostgreSQL") {
+		t.Errorf("the start-up line's store: %q", where)
+	}
+	endToEnd(t, newTestAppOn(t, store.Store))
+}
+
+// endToEnd walks a user through the app: sign in, connect, send,
+// disconnect, delete.
+func endToEnd(t *testing.T, ta *testApp) {
 	alice := newBrowser(t, ta.url)
 
 	// Sign in: not connected.
