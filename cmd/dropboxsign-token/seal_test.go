@@ -149,12 +149,10 @@ func TestRotationOnEveryStore(t *testing.T) {
 				}}
 		},
 	}
-	for _, setup := range stores {
-		t.Run("", func(t *testing.T) {
+	for i, setup := range stores {
+		t.Run([]string{"file", "redis", "redis-cluster", "postgres"}[i], func(t *testing.T) {
 			t.Parallel()
-			st := setup(t)
-			t.Logf("store %s", st.name)
-			testRotation(t, st)
+			testRotation(t, setup(t))
 		})
 	}
 }
@@ -461,6 +459,9 @@ func TestStoreAndKeyUsageErrors(t *testing.T) {
 		stdout, stderr, code := c.run(tc.args...)
 		if code != tc.code || !strings.Contains(stderr, tc.want) || stdout != "" {
 			t.Errorf("%q %q: exit %d, want %d with %q\nstdout: %s\nstderr: %s", tc.env, tc.args, code, tc.code, tc.want, stdout, stderr)
+		}
+		if strings.Contains(stderr, "pool.go") {
+			t.Errorf("%q %q: go-redis's log is on stderr:\n%s", tc.env, tc.args, stderr)
 		}
 		for _, s := range []string{pw, goodKey.b64, shortKey, "not*base64"} {
 			if strings.Contains(stdout+stderr, s) {

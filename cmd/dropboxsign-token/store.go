@@ -286,6 +286,9 @@ func (s *settings) openStore(create bool) (*opened, error) {
 		}
 		o.Lister, o.file = f, f
 	case redisStore, redisClusterStore:
+		// go-redis logs each failed dial on stderr; the command says once
+		// what failed.
+		redis.SetLogger(quietRedis{})
 		var client redis.UniversalClient
 		if spec.kind == redisStore {
 			opts, _ := redis.ParseURL(spec.url) // parseStore checked it
@@ -327,6 +330,11 @@ func (s *settings) openStore(create bool) (*opened, error) {
 	}
 	return o, nil
 }
+
+// quietRedis is a go-redis logger that logs nothing.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
 
 // path says where account's token is: its file, or the account in the
 // store.
