@@ -369,7 +369,9 @@ func TestResealResumesAfterAnInterrupt(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill() })
+	// A reseal that the signal does not stop is killed, and fails below.
+	timer := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	t.Cleanup(func() { timer.Stop(); cmd.Process.Kill() })
 	lines := bufio.NewScanner(stderrPipe)
 	if !lines.Scan() || !strings.HasPrefix(lines.Text(), "Re-sealing the tokens of "+dir+" with key "+k2.id) {
 		t.Fatalf("reseal's first line: %q", lines.Text())
