@@ -154,6 +154,11 @@ func (d *demo) run() error {
 	d.step("token requests    %d: %d refreshes, %d failed (the outage); a client per worker refreshing on its own would have made about %d", tokenRequests, st.Refreshes, st.Faults, naive)
 	d.step("stale refresh tokens presented: %d", st.StaleRefreshTokens)
 
+	// A refresh may still be under way (one the last calls started): the
+	// store's lock waits for it, so that the token read is the newest.
+	if unlock, err := store.Lock(ctx, "demo"); err == nil {
+		defer unlock()
+	}
 	stored, loadErr := store.Load(ctx, "demo")
 	var verifyErr error
 	if loadErr == nil {
