@@ -50,7 +50,10 @@ const (
 // no longer configured), an expired one, a state that differs from the
 // cookie's (compared in constant time), or a cookie made for another user
 // than the one signed in; then it deletes the cookie, so a replayed
-// callback is refused too. A sealed cookie rather than a table of states:
+// callback is refused too. One flow per browser at a time: a second Begin
+// (another tab) replaces the cookie, and the first tab's callback is then
+// refused (400, no token request) while the second completes. A sealed
+// cookie rather than a table of states:
 // any replica can check it, with no server-side store to share, clean up
 // or lose, and the app's keys (rotated like a [Sealer]'s) keep it from
 // being forged or read.
@@ -80,7 +83,8 @@ type Connect struct {
 	// stored (the token is kept and its save retried: see
 	// [Accounts.Login]); other classes are as for Login. [ConnectReturn]
 	// gives the return path Begin accepted. By default, a 303 to that path
-	// with ?connected=1, or ?connect_error= and the class's name.
+	// with ?connected=1, or ?connect_error= and the class's name (replacing
+	// either, if the path had it).
 	Done func(w http.ResponseWriter, r *http.Request, account string, err error)
 	// Refuse renders a request the handlers refuse (optional): status is
 	// 400 for a callback that is malformed, oversized, replayed, expired,
@@ -89,7 +93,8 @@ type Connect struct {
 	// says why in a short sentence for the user (no secret in it). Refuse
 	// must write the status. By default, msg as plain text with the status.
 	Refuse func(w http.ResponseWriter, r *http.Request, status int, msg string)
-	// MaxAge is how long a user has to consent (default 10 minutes).
+	// MaxAge is how long a user has to consent (default 10 minutes, at
+	// most 24 hours: a longer one is taken as 24 hours).
 	MaxAge time.Duration
 	// CookiePath is the state cookie's path (default: the path of
 	// Config.RedirectURL, else "/"). It must cover the callback's path.
@@ -231,12 +236,27 @@ func (c *Connect) Callback() http.Handler {
 			c.refuse(w, r, http.StatusUnauthorized, "sign in first")
 			return
 		}
-		cookie, err := r.Cookie(ConnectCookieName)
-		if err != nil {
+		cookies := r.CookiesNamed(ConnectCookieName)
+		if len(cookies) == 0 {
 			c.refuse(w, r, http.StatusBadRequest, "no connect flow is under way in this browser: start again")
 			return
 		}
-		st, ok := openConnect(aeads, cookie.Value)
+		// Every cookie of the name, not the first: one set for a parent
+		// domain or a longer path (by a sibling subdomain, or left over)
+		// must not shadow this flow's.
+		var st connectState
+		ok = false
+		for i, ck := range cookies {
+			if i == 8 {
+				break
+			}
+			if s2, ok2 := openConnect(aeads, ck.Value); ok2 {
+				st, ok = s2, true
+				if subtle.ConstantTimeCompare([]byte(state), []byte(s2.state)) == 1 {
+					break
+				}
+			}
+		}
 		switch {
 		case !ok:
 			c.refuse(w, r, http.StatusBadRequest, "the connect cookie is invalid: start again")
@@ -260,7 +280,11 @@ func (c *Connect) Callback() http.Handler {
 			c.done(w, r, account, &connectError{msg: "dropboxsign: Dropbox Sign did not grant access (" + connectErrorName(q.Get("error")) + "): the user may connect again"})
 			return
 		}
-		_, err = c.Accounts.Login(r.Context(), account, q.Get("code"), state) // a refused code is Reauthorize
+		// Not cancelled with the request: a browser gone mid-exchange (a
+		// closed tab, a second click) must not lose a grant Dropbox Sign
+		// gives; Login's own timeout bounds it. A refused code is
+		// Reauthorize.
+		_, err = c.Accounts.Login(context.WithoutCancel(r.Context()), account, q.Get("code"), state)
 		c.done(w, r, account, err)
 	})
 }
@@ -303,6 +327,8 @@ func (c *Connect) done(w http.ResponseWriter, r *http.Request, account string, e
 		u = &url.URL{Path: "/"}
 	}
 	v := u.Query()
+	v.Del("connected")
+	v.Del("connect_error")
 	if err == nil {
 		v.Set("connected", "1")
 	} else {
@@ -331,7 +357,7 @@ func (c *Connect) clock() time.Time {
 
 func (c *Connect) maxAge() time.Duration {
 	if c.MaxAge > 0 {
-		return c.MaxAge
+		return min(c.MaxAge, 24*time.Hour)
 	}
 	return 10 * time.Minute
 }

@@ -201,7 +201,7 @@ func (tc *tokenClient) exchange(ctx context.Context, code, state string) (*oauth
 	}
 	body := exchangeRequest{tc.clientID, tc.clientSecret, code, state, "authorization_code"}
 	q := requestSecrets{clientSecret: tc.clientSecret, code: code}
-	return tc.post(ctx, "exchange", tc.exchangeURL, body, state, newRedactor(tc.clientSecret, code), q)
+	return tc.post(ctx, "exchange", tc.exchangeURL, body, state, newRedactor(tc.clientSecret, code, state), q)
 }
 
 // refresh presents refreshToken. held are other credentials the caller holds

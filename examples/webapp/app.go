@@ -63,6 +63,7 @@ type App struct {
 	cfg     Config
 	connect *dropboxsign.Connect
 	mux     *http.ServeMux
+	handler http.Handler // mux, behind the cross-origin check
 
 	mu    sync.Mutex
 	users map[string]time.Time // the app's own user table: name → created
@@ -110,16 +111,21 @@ func NewApp(cfg Config) (*App, error) {
 	m.HandleFunc("POST "+pathSend, a.csrf(a.send))
 	m.HandleFunc("POST "+pathDelete, a.csrf(a.deleteAccount))
 	m.HandleFunc("GET "+pathReady, a.ready)
+	a.handler = http.NewCrossOriginProtection().Handler(m)
 	return a, nil
 }
 
-// ServeHTTP serves the app's pages, framed by nobody.
+// ServeHTTP serves the app's pages, framed by nobody, and refuses a POST
+// from another site (http.CrossOriginProtection) before any handler: the
+// sign-in has no session to bind a CSRF token to, and a sign-in forced
+// from another site (login CSRF) would have the victim connect their
+// Dropbox Sign account to the attacker's account here.
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' "+a.cfg.OAuth.Endpoint.AuthURL+"; frame-ancestors 'none'")
 	h.Set("Referrer-Policy", "no-referrer")
-	a.mux.ServeHTTP(w, r)
+	a.handler.ServeHTTP(w, r)
 }
 
 // --- the stub sign-in -------------------------------------------------------
@@ -287,7 +293,11 @@ func (a *App) connectRefused(w http.ResponseWriter, r *http.Request, status int,
 		msg = "a problem on our side"
 	}
 	user, _ := a.user(r)
-	a.render(w, r, "refused", map[string]any{"HTTPStatus": status, "User": user, "Reason": msg})
+	// The truth, not the link's: a callback submitted twice finds its
+	// cookie used by the first, which connected the user.
+	connected := user != "" && a.cfg.Accounts.Connection(r.Context(), user).Status == dropboxsign.StatusConnected
+	a.cfg.Log.InfoContext(r.Context(), "dropbox sign: connect callback refused", "status", status, "reason", msg, "connected", connected)
+	a.render(w, r, "refused", map[string]any{"HTTPStatus": status, "User": user, "Reason": msg, "Connected": connected})
 }
 
 var connectOutcomes = map[string]string{
@@ -594,10 +604,13 @@ var pages = template.Must(template.New("").Parse(`
 <ul>{{range .Requests}}<li>{{.Title}} · {{range .Signers}}{{.Name}} &lt;{{.Email}}&gt; ({{.Status}}) {{end}}</li>{{else}}<li>None yet.</li>{{end}}</ul>
 {{template "bottom" .}}{{end}}
 
-{{define "refused"}}{{template "top" .}}<h1>Dropbox Sign was not connected</h1>
+{{define "refused"}}{{template "top" .}}{{if .Connected}}<h1>Dropbox Sign is connected</h1>
+<p class="flash" id="refused">This link was already used ({{.Reason}}), and Dropbox Sign is connected: nothing more to do.</p>
+<p><a href="{{.Paths.Settings}}">Back to the settings page</a>.</p>
+{{else}}<h1>Dropbox Sign was not connected</h1>
 <p class="error" id="refused">This link cannot complete the connection: {{.Reason}}.</p>
 <p>Nothing was changed. <a href="{{.Paths.Settings}}">Back to the settings page</a>, and connect from there.</p>
-{{template "bottom" .}}{{end}}
+{{end}}{{template "bottom" .}}{{end}}
 
 {{define "deleted"}}{{template "top" .}}<h1>Account deleted</h1><p>Your account is deleted, and Dropbox Sign is disconnected. You can also remove the app from your Dropbox Sign account's settings.</p><p><a href="/">Home</a></p>{{template "bottom" .}}{{end}}
 `))
