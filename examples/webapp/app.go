@@ -124,7 +124,10 @@ func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' "+a.cfg.OAuth.Endpoint.AuthURL+"; frame-ancestors 'none'")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: with no-referrer a browser sends
+	// "Origin: null" on the app's own form POSTs, which the cross-origin
+	// check then refuses; other sites still get no referrer.
+	h.Set("Referrer-Policy", "same-origin")
 	a.handler.ServeHTTP(w, r)
 }
 
