@@ -302,8 +302,11 @@ func work(spec childSpec, store dropboxsign.Store, out io.Writer) result {
 	used.mu.Lock()
 	res.Tokens = used.tokens
 	used.mu.Unlock()
+	// Copies: an event may still be delivered after Shutdown (the
+	// observers are called from a goroutine of their own), while the
+	// result is encoded.
 	seen.mu.Lock()
-	res.Events, res.EventErrors = seen.counts, seen.errs
+	res.Events, res.EventErrors = maps.Clone(seen.counts), maps.Clone(seen.errs)
 	seen.mu.Unlock()
 	return res
 }
