@@ -76,7 +76,7 @@ func NewObserver(opts ...Option) *Observer {
 		return c
 	}
 	o.requests = counter("dropboxsign.token.requests", "{request}", "Token requests (code exchanges and refreshes) that ended, by operation and outcome.")
-	o.storeErrors = counter("dropboxsign.store.errors", "{error}", "Store calls that failed during a refresh; the token in memory keeps serving.")
+	o.storeErrors = counter("dropboxsign.store.errors", "{error}", "Store calls that failed; a usable token in memory, if any, keeps serving.")
 	o.saveFailures = counter("dropboxsign.token.save.failures", "{failure}", "New tokens that could not be saved: until a retry succeeds, the newest refresh token exists only in this process.")
 	o.invalidations = counter("dropboxsign.token.invalidations", "{invalidation}", "Unexpired tokens the API refused (a 401), each replaced by a refresh.")
 	o.refusals = counter("dropboxsign.account.refusals", "{refusal}", "Accounts whose grant Dropbox Sign refused for good: their user must authorize the app again.")
