@@ -33,7 +33,7 @@ func (a *Accounts) Check(ctx context.Context) error {
 	var errs []error
 	if a.cfg.configErr != nil {
 		errs = append(errs, a.cfg.configErr)
-	} else if a.cfg.client.clientSecret == "" {
+	} else if strings.TrimSpace(a.cfg.client.clientSecret) == "" {
 		errs = append(errs, errNoClientSecret)
 	}
 	store := a.cfg.opts.store

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -90,7 +91,7 @@ func Refresh(ctx context.Context, c *oauth2.Config, refreshToken string) (*oauth
 // errNoClientSecret is the error of a token request that would go without
 // a client secret: Dropbox Sign refuses every one (invalid_client), and
 // the operator should be told why, without a request.
-var errNoClientSecret = &configError{"dropboxsign: oauth2.Config has an empty ClientSecret: Dropbox Sign needs the API app's client secret for every token request (an unset environment variable or secret?)"}
+var errNoClientSecret = &configError{"dropboxsign: oauth2.Config has an empty ClientSecret (or only spaces): Dropbox Sign needs the API app's client secret for every token request (an unset environment variable or secret?)"}
 
 // tokenClient holds what token requests need from an oauth2.Config, copied so
 // that later changes to the Config cannot race with requests.
@@ -196,7 +197,7 @@ func (tc *tokenClient) exchange(ctx context.Context, code, state string) (*oauth
 	if state == "" {
 		return nil, errors.New("dropboxsign: exchange: empty state (pass the state given to AuthCodeURL)")
 	}
-	if tc.clientSecret == "" {
+	if strings.TrimSpace(tc.clientSecret) == "" {
 		return nil, errNoClientSecret
 	}
 	body := exchangeRequest{tc.clientID, tc.clientSecret, code, state, "authorization_code"}
@@ -213,7 +214,7 @@ func (tc *tokenClient) refresh(ctx context.Context, refreshToken string, held ..
 	if problem := credentialProblem(refreshToken); problem != "" {
 		return nil, fmt.Errorf("%w: it %s", errUnsendableRefreshToken, problem)
 	}
-	if tc.clientSecret == "" {
+	if strings.TrimSpace(tc.clientSecret) == "" {
 		return nil, errNoClientSecret
 	}
 	body := refreshRequest{"refresh_token", refreshToken, tc.clientID, tc.clientSecret}

@@ -146,7 +146,9 @@ func Reseal(ctx context.Context, store SealInspector, opts ResealOptions) (Resea
 	case rate <= 0:
 		rate = 50
 	}
-	interval := time.Duration(float64(time.Second) / rate)
+	// At most about 31 years: below about 1e-10 a second, the division
+	// overflows a Duration, which would turn the bound off.
+	interval := time.Duration(min(float64(time.Second)/rate, 1e9*float64(time.Second)))
 	var next time.Time
 	report := func() {
 		if opts.Progress != nil {

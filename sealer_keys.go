@@ -44,7 +44,8 @@ func (s *Sealer) KeyIDs() []string {
 // any replica will seal), then the Sealer itself (which seals), replica by
 // replica; no replica ever meets a token it cannot open. A plain token it
 // opens is not reported as plaintext ([EventPlaintextToken]): plain JSON
-// is what it writes. s itself is unchanged.
+// is what it writes; and it does not refuse plaintext, even if s did
+// ([Sealer.RefusePlaintext] of it seals again). s itself is unchanged.
 func (s *Sealer) OpenOnly() *Sealer {
 	if s == nil {
 		return nil
@@ -105,7 +106,8 @@ type Seal struct {
 	// KeyID is the ID of the key that sealed it ("" when plain).
 	KeyID string
 	// Current: stored as the Sealer now writes (sealed under its first key;
-	// plain for a nil or OpenOnly Sealer): a re-seal leaves it alone.
+	// plain for a nil or OpenOnly Sealer) and opened by it: a re-seal
+	// leaves it alone. Never true with Err.
 	Current bool
 	// Err is why the Sealer cannot open it (nil when it can): a
 	// [*MissingKeyError], [ErrPlaintextToken], a token tampered with or
@@ -130,6 +132,7 @@ func (s *Sealer) Inspect(account string, blob []byte) Seal {
 	}
 	if _, err := s.Open(account, blob); err != nil {
 		st.Err = err
+		st.Current = false // what does not open is not as s writes it
 	}
 	return st
 }
@@ -141,7 +144,7 @@ func (s *Sealer) Inspect(account string, blob []byte) Seal {
 func (s *Sealer) InspectPlain() Seal {
 	st := Seal{Plain: true, Current: s == nil || s.openOnly || len(s.aeads) == 0}
 	if s != nil && s.strict {
-		st.Err = ErrPlaintextToken
+		st.Err, st.Current = ErrPlaintextToken, false
 	}
 	return st
 }
