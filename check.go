@@ -18,13 +18,21 @@ const checkSample = 100
 //     token URL it can use (https, or http on loopback);
 //   - the store (Temporary): one Load of a key no account has, which must
 //     answer "not found";
-//   - the keys (Misconfigured): on a store that is a [SealInspector], the
-//     first 100 stored tokens in key order, which the store's Sealer must
-//     open; an error names the IDs of keys it lacks, never a key.
+//   - the keys (Misconfigured): on a store that is a [SealInspector], up to
+//     100 stored tokens (a [SealSampler]'s sample, else the first 100 in
+//     key order) must not be sealed under a key the store's Sealer lacks
+//     (a [*MissingKeyError]): a configuration that differs from the
+//     fleet's. An error names the key IDs and counts, never a key. Other
+//     tokens that do not open (tampered with, copied under another
+//     account, not a token) are the data's problem, not the replica's:
+//     they fail their own calls, and do not fail Check.
 //
-// It makes no token request, changes nothing, and costs one store read and,
-// on a SealInspector, one page of the listing; bound it with ctx. A full
-// count of every token is [Census].
+// It makes no token request and changes nothing. It costs one store read
+// and, on a SealSampler, one bounded sample (every store of this
+// repository: FileStore reads its directory's names and 100 files; Redis,
+// one SCAN step per master; PostgreSQL, one indexed query); on another
+// SealInspector, one page of InspectSeals. Bound it with ctx. A full count
+// of every token is [Census].
 func (a *Accounts) Check(ctx context.Context) error {
 	if !a.cfg.enter() {
 		return ErrShutdown
@@ -57,6 +65,9 @@ func (a *Accounts) Check(ctx context.Context) error {
 		return errors.Join(errs...)
 	}
 	page, err := callOut(ctx, "Store.InspectSeals", func() ([]StoredSeal, error) {
+		if ss, ok := si.(SealSampler); ok {
+			return ss.SampleSeals(ctx, checkSample)
+		}
 		return si.InspectSeals(ctx, "", checkSample)
 	}, nil)
 	if err != nil {
@@ -81,20 +92,20 @@ func (e *checkStoreError) Error() string {
 }
 func (e *checkStoreError) Unwrap() error { return e.err }
 
-// unopenable summarizes the tokens of page the store's Sealer cannot open:
-// how many, under which key IDs; nil when it opens them all.
+// unopenable summarizes the tokens of page sealed under keys the store's
+// Sealer lacks: how many, under which key IDs; nil when there are none.
 func unopenable(page []StoredSeal) error {
 	byKey := map[string]int{}
 	var missing error
 	n := 0
 	for _, s := range page {
-		if s.Seal.Err == nil {
-			continue
+		var mk *MissingKeyError
+		if !errors.As(s.Seal.Err, &mk) {
+			continue // opens, or the data's problem: see Check
 		}
 		n++
 		byKey[s.Seal.KeyID]++
-		var mk *MissingKeyError
-		if missing == nil && errors.As(s.Seal.Err, &mk) {
+		if missing == nil {
 			missing = mk
 		}
 	}
@@ -109,13 +120,9 @@ func unopenable(page []StoredSeal) error {
 			}
 		}
 	}) {
-		name := id
-		if name == "" {
-			name = "plain or unreadable"
-		}
-		parts = append(parts, fmt.Sprintf("%d under key %s", byKey[id], name))
+		parts = append(parts, fmt.Sprintf("%d under key %s", byKey[id], id))
 	}
-	return &unopenableError{msg: fmt.Sprintf("dropboxsign: %d of the %d stored tokens checked cannot be opened with the configured keys (%s)", n, len(page), strings.Join(parts, ", ")), cause: missing}
+	return &unopenableError{msg: fmt.Sprintf("dropboxsign: %d of the %d stored tokens checked are sealed with encryption keys not configured here (%s): this replica's keys differ from the fleet's (see docs/operating.md, the key runbook)", n, len(page), strings.Join(parts, ", ")), cause: missing}
 }
 
 // unopenableError is Misconfigured: the keys are the operator's to fix.

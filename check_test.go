@@ -1,7 +1,10 @@
 package dropboxsign_test
 
 import (
+	"bytes"
+	"encoding/base64"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -95,5 +98,54 @@ func TestCheckReportsTheConfiguration(t *testing.T) {
 	defer a.Shutdown(ctx)
 	if err := a.Check(ctx); dropboxsign.Classify(err) != dropboxsign.Misconfigured {
 		t.Errorf("Check with an insecure token URL: %v, want Misconfigured", err)
+	}
+}
+
+// Check fails when stored tokens are sealed under a key this replica's
+// Sealer lacks (its keys differ from the fleet's), naming the key ID and
+// never a key; a token that merely does not open (copied under another
+// account) is the data's problem and does not fail readiness.
+func TestCheckReportsTokensUnderAKeyNotConfigured(t *testing.T) {
+	ctx := testContext(t)
+	srv := newServer(t)
+	dir, _ := resealDir(t, []string{"alice", "bob"}, nil) // sealed under K1
+	onlyK2, err := dropboxsign.NewFileStore(dir, dropboxsign.WithSealer(mustSealer(t, resealK2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := dropboxsign.NewAccounts(ctx, srv.Config(), onlyK2)
+	defer a.Shutdown(ctx)
+	err = a.Check(ctx)
+	var mk *dropboxsign.MissingKeyError
+	if dropboxsign.Classify(err) != dropboxsign.Misconfigured || !errors.As(err, &mk) || mk.KeyID != dropboxsign.KeyID(resealK1) ||
+		!strings.Contains(err.Error(), "2 of the 2") || !strings.Contains(err.Error(), dropboxsign.KeyID(resealK1)) {
+		t.Errorf("Check with K2 alone over K1's tokens: %v, want Misconfigured naming %s", err, dropboxsign.KeyID(resealK1))
+	}
+	for _, k := range [][]byte{resealK1, resealK2} {
+		if strings.Contains(err.Error(), string(k)) || strings.Contains(err.Error(), base64.StdEncoding.EncodeToString(k)) {
+			t.Error("Check's error holds a key")
+		}
+	}
+
+	// With both keys: ready, even with a token copied under another
+	// account among them.
+	both, err := dropboxsign.NewFileStore(dir, dropboxsign.WithSealer(mustSealer(t, resealK2, resealK1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(both.Path("alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(both.Path("carol"), bytes.Replace(data, []byte(`"alice"`), []byte(`"carol"`), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := both.Load(ctx, "carol"); err == nil {
+		t.Fatal("a token copied under another account opened")
+	}
+	b := dropboxsign.NewAccounts(ctx, srv.Config(), both)
+	defer b.Shutdown(ctx)
+	if err := b.Check(ctx); err != nil {
+		t.Errorf("Check with both keys and one copied token: %v, want nil", err)
 	}
 }

@@ -113,3 +113,9 @@ func (f *FileStore) inspectIn(root *os.Root, key string) (seal Seal, ok bool) {
 	}
 	return Seal{Err: fmt.Errorf("dropboxsign: FileStore: %s is not a token file (corrupt or foreign): remove it or log in again", f.path(name))}, true
 }
+
+// SampleSeals is InspectSeals from the start (see [SealSampler]): it reads
+// the directory's names and at most n files.
+func (f *FileStore) SampleSeals(ctx context.Context, n int) ([]StoredSeal, error) {
+	return f.InspectSeals(ctx, "", n)
+}

@@ -27,6 +27,19 @@ type SealInspector interface {
 	InspectSeals(ctx context.Context, after string, limit int) ([]StoredSeal, error)
 }
 
+// A SealSampler is a [SealInspector] that can also tell how a few of its
+// tokens are sealed at a small, bounded cost, in no particular order:
+// [Accounts.Check] asks it rather than for a page of InspectSeals, which
+// walks the whole store where keys have no order to seek in (Redis, a
+// PostgreSQL column whose collation is not bytewise).
+type SealSampler interface {
+	SealInspector
+	// SampleSeals returns how at most n stored tokens are sealed (marks
+	// left out), any n it finds first: possibly fewer, even when more
+	// are stored.
+	SampleSeals(ctx context.Context, n int) ([]StoredSeal, error)
+}
+
 // StoredSeal is how one account's token is stored.
 type StoredSeal struct {
 	Key  string
