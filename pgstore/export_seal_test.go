@@ -16,7 +16,16 @@ func Bytewise(ctx context.Context, s *Store) (bool, error) {
 
 // InspectSealsPlan returns EXPLAIN ANALYZE of InspectSeals's statement.
 func InspectSealsPlan(ctx context.Context, s *Store, after string, limit int) (string, error) {
-	rows, err := s.pool.Query(ctx, `EXPLAIN ANALYZE `+s.inspectSQL(), execMode, after, limit, s.tokens)
+	return explain(ctx, s, s.inspectSQL(), after, limit, s.tokens)
+}
+
+// SampleSealsPlan returns EXPLAIN ANALYZE of SampleSeals's statement.
+func SampleSealsPlan(ctx context.Context, s *Store, n int) (string, error) {
+	return explain(ctx, s, s.sampleSQL(), n)
+}
+
+func explain(ctx context.Context, s *Store, sql string, args ...any) (string, error) {
+	rows, err := s.pool.Query(ctx, `EXPLAIN ANALYZE `+sql, append([]any{execMode}, args...)...)
 	if err != nil {
 		return "", err
 	}

@@ -7,7 +7,7 @@ import (
 	"github.com/dropboxsign-go/dropboxsign"
 )
 
-var _ dropboxsign.SealInspector = (*Store)(nil)
+var _ dropboxsign.SealSampler = (*Store)(nil)
 
 // InspectSeals tells how the tokens of up to limit accounts whose keys sort
 // after after are stored (see dropboxsign.SealInspector), in one statement:
@@ -34,9 +34,42 @@ func (s *Store) InspectSeals(ctx context.Context, after string, limit int) ([]dr
 	if limit < 1 {
 		return nil, fmt.Errorf("pgstore: InspectSeals: limit %d, want at least 1", limit)
 	}
-	rows, err := s.pool.Query(ctx, s.inspectSQL(), execMode, after, limit, s.tokens)
+	out, err := s.inspectRows(ctx, s.inspectSQL(), after, limit, s.tokens)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: inspecting seals: %w", schemaHint(err))
+		return nil, fmt.Errorf("pgstore: inspecting seals: %w", err)
+	}
+	return out, nil
+}
+
+// SampleSeals tells how at most n stored tokens are stored (see
+// dropboxsign.SealSampler), any n the table gives first, each told as
+// InspectSeals does (refusal and disconnection marks left out, a row Load
+// cannot read reported with its Err). It is what Accounts.Check asks for:
+// one statement with a LIMIT and no order, so that whatever the account
+// column's collation it neither sorts nor reads the whole table: a scan
+// that stops after n rows holding a token.
+func (s *Store) SampleSeals(ctx context.Context, n int) ([]dropboxsign.StoredSeal, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("pgstore: SampleSeals: n %d, want at least 1", n)
+	}
+	out, err := s.inspectRows(ctx, s.sampleSQL(), n)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: sampling seals: %w", err)
+	}
+	return out, nil
+}
+
+// sampleSQL is SampleSeals's statement: $1 the limit.
+func (s *Store) sampleSQL() string {
+	return `SELECT account, token, fingerprint FROM ` + s.tokens + ` WHERE refused_at IS NULL AND NOT ` + isMark("") + ` LIMIT $1`
+}
+
+// inspectRows runs sql, which selects account, token and fingerprint, and
+// tells how each row's token is stored.
+func (s *Store) inspectRows(ctx context.Context, sql string, args ...any) ([]dropboxsign.StoredSeal, error) {
+	rows, err := s.pool.Query(ctx, sql, append([]any{execMode}, args...)...)
+	if err != nil {
+		return nil, schemaHint(err)
 	}
 	defer rows.Close()
 	var out []dropboxsign.StoredSeal
@@ -45,12 +78,12 @@ func (s *Store) InspectSeals(ctx context.Context, after string, limit int) ([]dr
 		var blob []byte
 		var fp *string
 		if err := rows.Scan(&key, &blob, &fp); err != nil {
-			return nil, fmt.Errorf("pgstore: inspecting seals: %w", err)
+			return nil, err
 		}
 		out = append(out, dropboxsign.StoredSeal{Key: key, Seal: s.inspect(key, blob, fp)})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("pgstore: inspecting seals: %w", schemaHint(err))
+		return nil, schemaHint(err)
 	}
 	return out, nil
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-var _ dropboxsign.SealInspector = (*Store)(nil)
+var _ dropboxsign.SealSampler = (*Store)(nil)
 
 // InspectSeals tells how the tokens of up to limit accounts whose keys sort
 // after after (bytewise) are stored (see dropboxsign.SealInspector), in key
@@ -59,6 +59,73 @@ func (s *Store) InspectSeals(ctx context.Context, after string, limit int) ([]dr
 		// empty page means the end.
 		after = keys[len(keys)-1]
 	}
+}
+
+// SampleSeals tells how at most n stored tokens are stored (see
+// dropboxsign.SealSampler), any n it finds first, read and told as
+// InspectSeals does (marks and keys of other types left out, a record that
+// does not open reported with its Err). It is what Accounts.Check asks
+// for, so that a readiness probe does not walk the keyspace: on each
+// master (the one server, or each master of a cluster, one after the
+// other) it runs at most sampleSteps steps of SCAN with a COUNT of n,
+// stopping once it has n keys, then reads at most n records in one
+// pipelined round of HMGETs. Its cost does not grow with the keyspace; on
+// a server with many keys besides the store's, it may find fewer than n
+// tokens, or none.
+func (s *Store) SampleSeals(ctx context.Context, n int) ([]dropboxsign.StoredSeal, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("redisstore: SampleSeals: n %d, want at least 1", n)
+	}
+	keys, err := s.sampleKeys(ctx, n)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: sampling seals: %w", err)
+	}
+	out, err := s.inspectKeys(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: sampling seals: %w", err)
+	}
+	return out, nil
+}
+
+// sampleSteps is how many steps of SCAN SampleSeals runs on a master at
+// most.
+const sampleSteps = 3
+
+// sampleKeys returns at most n distinct account keys, found by at most
+// sampleSteps steps of SCAN (COUNT n) on each master, stopping at n.
+func (s *Store) sampleKeys(ctx context.Context, n int) ([]string, error) {
+	nodes, err := s.masters(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pfx := s.prefix + "token:"
+	match := escapeGlob(pfx) + "*"
+	var keys []string
+	in := map[string]struct{}{}
+	for _, c := range nodes {
+		var cursor uint64
+		for step := 0; step < sampleSteps && len(keys) < n; step++ {
+			found, next, err := c.Scan(ctx, cursor, match, int64(n)).Result()
+			if err != nil {
+				return nil, err
+			}
+			for _, full := range found {
+				k, ok := strings.CutPrefix(full, pfx)
+				if _, dup := in[k]; !ok || dup || len(keys) == n { // SCAN may return a key twice
+					continue
+				}
+				in[k] = struct{}{}
+				keys = append(keys, k)
+			}
+			if cursor = next; cursor == 0 {
+				break // the whole of this master
+			}
+		}
+		if len(keys) == n {
+			break
+		}
+	}
+	return keys, nil
 }
 
 // sealPassKeys is how many keys a pass of InspectSeals keeps at most: the

@@ -157,6 +157,59 @@ func testInspectSeals(t *testing.T, s dropboxsign.SealInspector) {
 	if _, err := s.InspectSeals(ctx, "", 0); err == nil {
 		t.Error("InspectSeals with limit 0: no error")
 	}
+	checkSample(t, s)
+}
+
+// checkSample checks, on a store that is a [dropboxsign.SealSampler], that
+// samples of a few sizes hold at most the size asked for, each key once,
+// each one InspectSeals lists (so no mark) with the same Seal; and that a
+// size below 1 is an error. A sample may hold fewer (a Redis server with
+// many keys besides the store's), so it is not asked to be complete.
+func checkSample(t *testing.T, s dropboxsign.SealInspector) {
+	t.Helper()
+	ss, ok := s.(dropboxsign.SealSampler)
+	if !ok {
+		return
+	}
+	ctx := ctxFor(t)
+	listed := map[string]dropboxsign.Seal{}
+	for _, r := range inspectAll(t, s, "", 1000) {
+		listed[r.Key] = r.Seal
+	}
+	for _, n := range []int{1, 3, 100} {
+		sample, err := ss.SampleSeals(ctx, n)
+		if err != nil {
+			t.Fatalf("SampleSeals(%d): %v", n, err)
+		}
+		if len(sample) > n {
+			t.Errorf("SampleSeals(%d) returned %d records", n, len(sample))
+		}
+		seen := map[string]bool{}
+		for _, r := range sample {
+			want, ok := listed[r.Key]
+			switch {
+			case seen[r.Key]:
+				t.Errorf("SampleSeals(%d) returned %q twice", n, r.Key)
+			case !ok:
+				t.Errorf("SampleSeals(%d) returned %q, which InspectSeals does not list (a mark, or no token)", n, r.Key)
+			case r.Seal.Plain != want.Plain || r.Seal.KeyID != want.KeyID || r.Seal.Current != want.Current ||
+				(r.Seal.Err == nil) != (want.Err == nil) || !sameErrKind(r.Seal.Err, want.Err):
+				t.Errorf("SampleSeals(%d): %q: %+v; InspectSeals says %+v", n, r.Key, r.Seal, want)
+			}
+			seen[r.Key] = true
+		}
+	}
+	if _, err := ss.SampleSeals(ctx, 0); err == nil {
+		t.Error("SampleSeals(0): no error")
+	}
+}
+
+// sameErrKind tells whether a and b are both, or both not, a
+// [*dropboxsign.MissingKeyError] of the same key.
+func sameErrKind(a, b error) bool {
+	var ma, mb *dropboxsign.MissingKeyError
+	okA, okB := errors.As(a, &ma), errors.As(b, &mb)
+	return okA == okB && (!okA || ma.KeyID == mb.KeyID && ma.Retired == mb.Retired)
 }
 
 // The keys of the sealing tests: k1 and k2 as a rotation has them, k3 a
@@ -268,6 +321,7 @@ func testSealsByKey(t *testing.T, open func(*dropboxsign.Sealer) dropboxsign.Sea
 			t.Errorf("%q: the error shows the token: %v", r.Key, r.Seal.Err)
 		}
 	}
+	checkSample(t, s)
 	got := census(t, s)
 	if got.Tokens != 5 || got.Plain != 1 || got.Current != 1 ||
 		!maps.Equal(got.ByKey, map[string]int{id1: 2, id2: 1, id3: 1}) || !maps.Equal(got.Unopenable, map[string]int{id3: 1}) {
