@@ -30,7 +30,8 @@ const checkSample = 100
 // It makes no token request and changes nothing. It costs one store read
 // and, on a SealSampler, one bounded sample (every store of this
 // repository: FileStore reads its directory's names and 100 files; Redis,
-// one SCAN step per master; PostgreSQL, one indexed query); on another
+// at most 3 SCAN steps per master; PostgreSQL, one query that reads 100
+// rows, no sort); on another
 // SealInspector, one page of InspectSeals. Bound it with ctx. A full count
 // of every token is [Census].
 func (a *Accounts) Check(ctx context.Context) error {
