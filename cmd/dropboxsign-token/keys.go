@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -97,11 +98,8 @@ func newKeysReport(where string, c dropboxsign.CensusReport, sealer *dropboxsign
 	if r.Unopenable == nil {
 		r.Unopenable = map[string]int{}
 	}
-	r.Reseal = c.Tokens - c.Current - r.unopenable()
-	retired := map[string]bool{}
-	for id := range strings.SplitSeq(os.Getenv(envRetiredIDs), ",") {
-		retired[strings.ToLower(strings.TrimSpace(id))] = true
-	}
+	r.Reseal = max(0, c.Tokens-c.Current-r.unopenable()) // never negative, whatever the store counted
+	retired := retiredIDs()
 	seen := map[string]bool{}
 	for i, id := range sealer.KeyIDs() {
 		if seen[id] { // the same key twice in the list
@@ -131,6 +129,18 @@ func newKeysReport(where string, c dropboxsign.CensusReport, sealer *dropboxsign
 	return r
 }
 
+// retiredIDs is the set of DROPBOX_SIGN_RETIRED_KEY_IDS (checked by
+// settings.sealer), lowercased.
+func retiredIDs() map[string]bool {
+	retired := map[string]bool{}
+	for id := range strings.SplitSeq(os.Getenv(envRetiredIDs), ",") {
+		if id = strings.ToLower(strings.TrimSpace(id)); id != "" {
+			retired[id] = true
+		}
+	}
+	return retired
+}
+
 func (r *keysReport) unopenable() int {
 	n := 0
 	for _, c := range r.Unopenable {
@@ -150,13 +160,29 @@ func (r *keysReport) unopenableText() string {
 	})
 	var parts []string
 	for _, id := range ids {
-		if id == "" {
+		switch {
+		case id == "":
 			parts = append(parts, fmt.Sprintf("%d in plain JSON refused, or not tokens", r.Unopenable[id]))
-		} else {
+		case r.configured(id):
+			// The key is at hand, and the token still does not open: its
+			// sealed bytes were altered, or bound to another account.
+			parts = append(parts, fmt.Sprintf("%d %s not open with key %s, which is configured: tampered with, or copied from another account",
+				r.Unopenable[id], plural(r.Unopenable[id], "does", "do"), id))
+		default:
 			parts = append(parts, fmt.Sprintf("%d under key %s, not configured here", r.Unopenable[id], id))
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// configured reports whether the key id is one of DROPBOX_SIGN_SEAL_KEYS.
+func (r *keysReport) configured(id string) bool {
+	for _, k := range r.Keys {
+		if k.ID == id {
+			return k.Configured > 0
+		}
+	}
+	return false
 }
 
 func (r *keysReport) writeText(out io.Writer) error {
@@ -211,14 +237,25 @@ func runReseal(args []string, stdout, stderr io.Writer) error {
 		"meanwhile is left to its refresh. List the new key first and the old ones\n"+
 		"after it. It makes no request. Progress goes to stderr, the summary to\n"+
 		"stdout. Interrupted (Ctrl-C), it prints the account to resume after\n"+
-		"(-after) and exits 1; so it does if a token cannot be opened.", stderr)
+		"(-after) and exits 1; so it does if a token cannot be opened.\n"+
+		"Before its first write it counts the tokens by key (as keys does) and\n"+
+		"writes nothing (exit 1) if a token is sealed under a key not configured\n"+
+		"here, or if none is sealed under the first key while some are under\n"+
+		"others: nothing shows that the fleet seals with it (-force skips this).", stderr)
 	s := newSettings(fs)
 	s.storeFlags()
 	after := fs.String("after", "", "resume: visit only the accounts whose names sort after this `account`\n"+
-		"(an interrupted reseal prints it)")
+		"(an interrupted reseal prints it); a value that starts with a double\n"+
+		"quote is a Go-quoted string, as reseal prints a name that is not plain text")
+	force := fs.Bool("force", false, "re-seal even if the census finds tokens under a key not configured here,\n"+
+		"or none under the first key while some are under others")
 	rate := fs.Float64("rate", 50, "at most this many tokens written per second, so that the store serves\n"+
 		"the fleet first")
 	if err := s.parse(args); err != nil {
+		return err
+	}
+	from, err := resumeAfter(*after)
+	if err != nil {
 		return err
 	}
 	if math.IsNaN(*rate) || math.IsInf(*rate, 0) || *rate <= 0 {
@@ -246,19 +283,28 @@ func runReseal(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	key := sealer.KeyIDs()[0]
-	from := ""
-	if *after != "" {
-		from = ", after account " + shellWord(*after)
+	if !*force {
+		census, err := dropboxsign.Census(ctx, si)
+		if err != nil {
+			return fmt.Errorf("census of %s, before re-sealing: %w", store.where, err)
+		}
+		if err := fleetEvidence(census, sealer.KeyIDs(), retiredIDs()); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintf(stderr, "Re-sealing the tokens of %s with key %s%s, at most %v a second...\n", store.where, key, from, *rate)
+	fromText := ""
+	if from != "" {
+		fromText = ", after account " + resumeWord(from)
+	}
+	fmt.Fprintf(stderr, "Re-sealing the tokens of %s with key %s%s, at most %v a second...\n", store.where, key, fromText, *rate)
 	var shown dropboxsign.ResealProgress
-	p, err := dropboxsign.Reseal(ctx, si, dropboxsign.ResealOptions{After: *after, PerSecond: *rate, Progress: func(p dropboxsign.ResealProgress) {
+	p, err := dropboxsign.Reseal(ctx, si, dropboxsign.ResealOptions{After: from, PerSecond: *rate, Progress: func(p dropboxsign.ResealProgress) {
 		if p == shown { // the last page's report, then the end's
 			return
 		}
 		shown = p
 		fmt.Fprintf(stderr, "  %d visited: %d re-sealed, %d changed meanwhile, %d cannot be opened (last account: %s)\n",
-			p.Visited, p.Resealed, p.Changed, p.Unopenable, shellWord(p.Last))
+			p.Visited, p.Resealed, p.Changed, p.Unopenable, resumeWord(p.Last))
 	}})
 	interrupted := ctx.Err() != nil
 	stop()
@@ -267,7 +313,7 @@ func runReseal(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		resume := "run it again"
 		if p.Last != "" {
-			resume = "run it again with -after " + shellWord(p.Last)
+			resume = "run it again with -after " + resumeWord(p.Last)
 		}
 		if interrupted && errors.Is(err, context.Canceled) {
 			return fmt.Errorf("interrupted after %d %s: to resume, %s", p.Visited, plural(p.Visited, "token", "tokens"), resume)
@@ -280,4 +326,75 @@ func runReseal(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "'dropboxsign-token keys' shows how the tokens are sealed now.")
 	return nil
+}
+
+// fleetEvidence is reseal's check before its first write, on a census
+// made with the keys at hand (ids, the first seals): nil if the fleet
+// evidently seals with the first key. A token under a key not configured
+// here, and not listed as retired, means the keys at hand are not the
+// fleet's (a replica sealed it with a key this shell lacks); no token under the first key while some
+// are under others means nothing shows that any replica holds it (a
+// mistyped or regenerated key). Either way, re-sealing would write tokens
+// the fleet cannot open.
+func fleetEvidence(c dropboxsign.CensusReport, ids []string, retired map[string]bool) error {
+	configured := map[string]bool{}
+	for _, id := range ids {
+		configured[id] = true
+	}
+	var foreign []string
+	n := 0
+	for _, id := range c.KeyCounts() {
+		if !configured[id] && !retired[id] && c.ByKey[id] > 0 {
+			foreign = append(foreign, fmt.Sprintf("%d under key %s", c.ByKey[id], id))
+			n += c.ByKey[id]
+		}
+	}
+	if n > 0 {
+		return fmt.Errorf("nothing re-sealed: %d %s sealed with a key not configured here (%s): the keys of %s are not the fleet's "+
+			"(is the first, %s, the key the fleet was given, or was it mistyped or made again?); "+
+			"give this command the fleet's keys, the one it seals with first (-force re-seals anyway)",
+			n, plural(n, "token is", "tokens are"), strings.Join(foreign, ", "), envSealKeys, ids[0])
+	}
+	first := c.ByKey[ids[0]]
+	others := 0
+	var under []string
+	for _, id := range c.KeyCounts() {
+		if id != ids[0] && c.ByKey[id] > 0 {
+			others += c.ByKey[id]
+			under = append(under, fmt.Sprintf("%d under key %s", c.ByKey[id], id))
+		}
+	}
+	if first == 0 && others > 0 {
+		return fmt.Errorf("nothing re-sealed: no token is sealed with key %s, the first of %s, and %d %s under others (%s): nothing shows that the fleet seals with it "+
+			"(were it mistyped or made again, every token re-sealed would be unreadable to the fleet); run reseal once 'dropboxsign-token keys' "+
+			"counts a token under %s (a replica that seals with it refreshed one), or pass -force if you are sure of the key",
+			ids[0], envSealKeys, others, plural(others, "is", "are"), strings.Join(under, ", "), ids[0])
+	}
+	return nil
+}
+
+// resumeWord is how reseal prints an account to resume after (-after):
+// as a shell word that gives back its exact name. A name that shellWord
+// would alter (control characters, over 200 bytes), or that starts with
+// a double quote, is printed Go-quoted (strconv.Quote) inside the shell
+// word, which -after reads back (resumeAfter).
+func resumeWord(account string) string {
+	if printable(account) == account && !strings.HasPrefix(account, `"`) {
+		return shellWord(account)
+	}
+	q := strconv.Quote(account)
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "`", "\\`").Replace(q) + `"`
+}
+
+// resumeAfter reads -after: an account name, or a Go-quoted one when it
+// starts with a double quote (as resumeWord prints it).
+func resumeAfter(v string) (string, error) {
+	if !strings.HasPrefix(v, `"`) {
+		return v, nil
+	}
+	account, err := strconv.Unquote(v)
+	if err != nil {
+		return "", usagef("-after: a value that starts with a double quote is read as a Go-quoted string, and this one is not (%v): pass it as reseal printed it", err)
+	}
+	return account, nil
 }

@@ -357,19 +357,20 @@ func TestClearErrorsForBadInput(t *testing.T) {
 	}
 }
 
-// status reads and never creates: a missing directory holds no accounts;
-// an unreadable file is listed, reported on stderr and exits 1.
+// status reads and never creates: a missing directory is an error (exit 1,
+// see TestReview21StatusOfAMissingStoreFails) and is not created; an
+// unreadable file is listed, reported on stderr and exits 1.
 func TestStatusReadsOnly(t *testing.T) {
 	t.Parallel()
 	srv := dropboxsigntest.NewServer()
 	defer srv.Close()
 	c := newCLI(t, srv)
 	out, errOut, code := c.run("status")
-	if code != 0 || errOut != "" || out != "no accounts stored in "+c.dir()+": run 'dropboxsign-token login' to add one\n" {
+	if code != 1 || out != "" || errOut != "dropboxsign-token status: no token store: "+c.dir()+" does not exist\n" {
 		t.Errorf("status of a missing directory: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
-	if list := statusJSON(t, c, "status", "-json"); list.Dir != c.dir() || len(list.Accounts) != 0 {
-		t.Errorf("status -json of a missing directory: %+v", list)
+	if out, _, code := c.run("status", "-json"); code != 1 || out != "" {
+		t.Errorf("status -json of a missing directory: exit %d, stdout %q", code, out)
 	}
 	if _, err := os.Stat(c.dir()); !os.IsNotExist(err) {
 		t.Errorf("status created %s", c.dir())

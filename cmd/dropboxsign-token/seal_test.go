@@ -242,8 +242,14 @@ func testRotation(t *testing.T, st rotationStore) {
 		t.Errorf("keys with K2,K1 before the reseal: %+v", r)
 	}
 
-	// The reseal.
+	// The reseal: refused while no token shows that the fleet seals with
+	// K2, then forced (no replica runs in this test to refresh one).
 	stdout, stderr, code = rotating.run(pgFlags("reseal")...)
+	check("reseal without -force", stdout, stderr)
+	if code != 1 || !strings.Contains(stderr, "nothing re-sealed: no token is sealed with key "+k2.id) {
+		t.Errorf("reseal with no token under K2, without -force: exit %d:\n%s%s", code, stdout, stderr)
+	}
+	stdout, stderr, code = rotating.run(pgFlags("reseal", "-force")...)
 	check("reseal", stdout, stderr)
 	if code != 0 || !strings.Contains(stdout, "Re-sealed 5 tokens with key "+k2.id+"; 0 already were; 0 changed meanwhile") {
 		t.Fatalf("reseal: exit %d:\n%s%s", code, stdout, stderr)
@@ -362,7 +368,7 @@ func TestResealResumesAfterAnInterrupt(t *testing.T) {
 	c := storeCLI(t, "DROPBOX_SIGN_SEAL_KEYS="+k2.b64+","+k1.b64)
 	// One token every 100 s: the first is written at once, the next would
 	// wait; the interrupt comes meanwhile, however slow the machine.
-	cmd := c.command("reseal", "-store", dir, "-rate", "0.01")
+	cmd := c.command("reseal", "-store", dir, "-rate", "0.01", "-force") // no token is under K2 yet
 	var stdout bytes.Buffer
 	cmd.Stdout = &stdout
 	stderrPipe, _ := cmd.StderrPipe()
@@ -401,7 +407,8 @@ func TestResealResumesAfterAnInterrupt(t *testing.T) {
 	if before.Current == 4 {
 		t.Fatalf("the interrupted reseal re-sealed all 4 tokens: %+v", before)
 	}
-	out, errOut, code := c.run(append([]string{"reseal", "-store", dir}, after...)...)
+	// -force again: the interrupt may have come before the first write.
+	out, errOut, code := c.run(append([]string{"reseal", "-store", dir, "-force"}, after...)...)
 	if code != 0 {
 		t.Fatalf("resumed reseal: exit %d\n%s%s", code, out, errOut)
 	}
@@ -427,13 +434,13 @@ func TestStoreAndKeyUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"status", "-store", "redis://:" + pw + "@127.0.0.1:6379/0?bogus=1"}, nil, 2,
-			"dropboxsign-token status: -store redis://:xxxxx@127.0.0.1:6379/0?bogus=1: unexpected option: bogus"},
+			"dropboxsign-token status: -store redis://xxxxx@127.0.0.1:6379/0?bogus=xxxxx: unexpected option: bogus"},
 		{[]string{"keys"}, []string{"DROPBOX_SIGN_STORE=postgres://u:" + pw + "@127.0.0.1/db?sslmode=bogus"}, 2,
-			"dropboxsign-token keys: DROPBOX_SIGN_STORE postgres://u:xxxxx@127.0.0.1/db?sslmode=bogus is not a valid PostgreSQL connection URL"},
+			"dropboxsign-token keys: DROPBOX_SIGN_STORE postgres://xxxxx@127.0.0.1/db?sslmode=bogus is not a valid PostgreSQL connection URL"},
 		{[]string{"status", "-store", "ftp://host/x"}, nil, 2,
 			`dropboxsign-token status: -store "ftp://host/x": unknown store "ftp:": use file:DIR, redis://, rediss://, redis+cluster://, rediss+cluster:// or postgres://`},
 		{[]string{"status", "-store", "redis+cluster://:" + pw + "@"}, nil, 2,
-			`dropboxsign-token status: -store "redis+cluster://:xxxxx@": no node address: write redis+cluster://HOST:PORT[,HOST:PORT…]`},
+			`dropboxsign-token status: -store "redis+cluster://xxxxx@": no node address: write redis+cluster://HOST:PORT[,HOST:PORT…]`},
 		{[]string{"status", "-store", "redis+cluster://h1:1,h2:2/3"}, nil, 2,
 			`a Redis Cluster has only database 0: no /DB in the URL`},
 		{[]string{"status", "-store", "file:"}, nil, 2, `-store "file:" names no directory: write file:DIR`},
@@ -446,16 +453,16 @@ func TestStoreAndKeyUsageErrors(t *testing.T) {
 		{[]string{"keys", "-store", dir}, []string{"DROPBOX_SIGN_SEAL_KEYS=" + shortKey}, 2,
 			"DROPBOX_SIGN_SEAL_KEYS: encryption key 1 of the list has 16 bytes, want 32 (AES-256)"},
 		{[]string{"keys", "-store", dir}, []string{"DROPBOX_SIGN_SEAL_KEYS=" + goodKey.b64, "DROPBOX_SIGN_RETIRED_KEY_IDS=" + goodKey.b64}, 2,
-			"DROPBOX_SIGN_RETIRED_KEY_IDS: ID 1 of the list, "},
+			"DROPBOX_SIGN_RETIRED_KEY_IDS: entry 1 of the list (44 characters) is not a key ID (16 hexadecimal digits, as 'dropboxsign-token keys' prints them): this looks like an encryption key, not a key ID (dropboxsign-token keys prints IDs)"},
 		{[]string{"keys", "-store", dir}, []string{"DROPBOX_SIGN_RETIRED_KEY_IDS=0123456789abcdef"}, 2,
 			"DROPBOX_SIGN_RETIRED_KEY_IDS is set but DROPBOX_SIGN_SEAL_KEYS is not"},
 		{[]string{"reseal", "-store", dir}, nil, 2, "no keys: set DROPBOX_SIGN_SEAL_KEYS to the new key first"},
 		{[]string{"reseal", "-store", dir, "-rate", "NaN"}, []string{"DROPBOX_SIGN_SEAL_KEYS=" + goodKey.b64}, 2, "-rate NaN: want a number of tokens per second above 0"},
 		{[]string{"reseal", "-store", dir, "-rate", "0"}, []string{"DROPBOX_SIGN_SEAL_KEYS=" + goodKey.b64}, 2, "-rate 0: want a number of tokens per second above 0"},
 		{[]string{"status", "-store", "redis://:" + pw + "@" + unreachable}, nil, 1,
-			"dropboxsign-token status: cannot reach the Redis store redis://:xxxxx@" + unreachable + ": is it the right address, and up?"},
+			"dropboxsign-token status: cannot reach the Redis store redis://xxxxx@" + unreachable + ": is it the right address, and up?"},
 		{[]string{"disconnect", "-store", "postgres://u:" + pw + "@" + unreachable + "/db?sslmode=disable"}, nil, 1,
-			"dropboxsign-token disconnect: cannot reach the PostgreSQL store postgres://u:xxxxx@" + unreachable + "/db?sslmode=disable:"},
+			"dropboxsign-token disconnect: cannot reach the PostgreSQL store postgres://xxxxx@" + unreachable + "/db?sslmode=disable:"},
 	} {
 		c := storeCLI(t, tc.env...)
 		stdout, stderr, code := c.run(tc.args...)

@@ -21,7 +21,8 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		"(disconnect), since when, and which tokens the keys at hand cannot open\n"+
 		"(sealed under a key "+envSealKeys+" does not hold). It reads the store only:\n"+
 		"it makes no request and creates nothing. Secrets are shown only with\n"+
-		"-show-secrets. Exit code 1 if an account's token cannot be read or opened.", stderr)
+		"-show-secrets. Exit code 1 if an account's token cannot be read or opened,\n"+
+		"or if the token directory does not exist.", stderr)
 	s := newSettings(fs)
 	s.storeFlags()
 	asJSON := fs.Bool("json", false, "print JSON for scripts (its shape is in docs/cli.md)")
@@ -127,24 +128,25 @@ func newJSONTime(t time.Time) *jsonTime {
 	return &jsonTime{t.Truncate(time.Second)}
 }
 
-// listAccounts reads every account in the store; a token directory that
-// does not exist holds none, and is not created.
+// listAccounts reads every account in the store. A token directory that
+// does not exist is an error, as for keys and reseal (a mistyped -dir must
+// not read as an empty store), and is not created.
 func listAccounts(s *settings, secrets bool) (*statusList, error) {
 	store, err := s.openStore(false)
-	if err != nil && !errors.Is(err, errNoDir) {
+	if errors.Is(err, errNoDir) {
+		return nil, fmt.Errorf("no token store: %s does not exist", store.where)
+	}
+	if err != nil {
 		return nil, err
 	}
+	defer store.close()
 	list := &statusList{Store: store.where, Accounts: []statusAccount{}, command: func(name, key string) string {
 		s.account = key
 		return s.command(name)
 	}}
-	if store.file != nil || errors.Is(err, errNoDir) {
+	if store.file != nil {
 		list.Dir = store.where
 	}
-	if errors.Is(err, errNoDir) {
-		return list, nil
-	}
-	defer store.close()
 	ctx := context.Background()
 	var keys []string
 	for key, err := range store.Keys(ctx) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +85,11 @@ func (s *settings) parseStore() (storeSpec, error) {
 		dir, err := s.tokenDir()
 		return storeSpec{kind: fileStore, dir: dir, where: dir}, err
 	}
+	noteQuerySecrets(v)
+	if libpqString.MatchString(v) {
+		// Not shown: it may hold a password.
+		return storeSpec{}, usagef("%s looks like a PostgreSQL key=value connection string (host=… dbname=…), not a store: write it as a URL, postgres://USER:PASSWORD@HOST:PORT/DATABASE[?sslmode=…]", origin)
+	}
 	scheme, rest, hasScheme := strings.Cut(v, ":")
 	if !hasScheme || strings.ContainsAny(scheme, `/\.`) || len(scheme) == 1 { // a path, or C:\ on Windows
 		return storeSpec{kind: fileStore, dir: v, where: v}, nil
@@ -99,11 +106,11 @@ func (s *settings) parseStore() (storeSpec, error) {
 		if err != nil || u.Host == "" {
 			return storeSpec{}, usagef("%s %q is not a Redis URL: write redis://[USER:PASSWORD@]HOST:PORT[/DB]", origin, redactURL(v))
 		}
-		noteSecret(u)
+		noteSecret(u, true)
 		if _, err := redis.ParseURL(v); err != nil {
-			return storeSpec{}, usagef("%s %s: %s", origin, u.Redacted(), redisReason(err))
+			return storeSpec{}, usagef("%s %s: %s", origin, shownURL(u), redisReason(err))
 		}
-		return storeSpec{kind: redisStore, url: v, where: u.Redacted()}, nil
+		return storeSpec{kind: redisStore, url: v, where: shownURL(u)}, nil
 	case "redis+cluster", "rediss+cluster":
 		native, where, err := clusterURL(v)
 		if err != nil {
@@ -118,13 +125,13 @@ func (s *settings) parseStore() (storeSpec, error) {
 		if err != nil {
 			return storeSpec{}, usagef("%s %q is not a PostgreSQL URL: write postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=…]", origin, redactURL(v))
 		}
-		noteSecret(u)
+		noteSecret(u, false)
 		if _, err := pgxpool.ParseConfig(v); err != nil {
 			// Not pgx's text: it repeats the URL, whose password it hides
 			// on a best-effort basis only.
-			return storeSpec{}, usagef("%s %s is not a valid PostgreSQL connection URL (a misspelt parameter, a bad port or sslmode?)", origin, u.Redacted())
+			return storeSpec{}, usagef("%s %s is not a valid PostgreSQL connection URL (a misspelt parameter, a bad port or sslmode?)", origin, shownURL(u))
 		}
-		return storeSpec{kind: postgresStore, url: v, where: u.Redacted()}, nil
+		return storeSpec{kind: postgresStore, url: v, where: shownURL(u)}, nil
 	}
 	return storeSpec{}, usagef("%s %q: unknown store %q: use file:DIR, redis://, rediss://, redis+cluster://, rediss+cluster:// or postgres://", origin, redactURL(v), scheme+":")
 }
@@ -166,32 +173,122 @@ func clusterURL(v string) (native, where string, err error) {
 	if err != nil {
 		return "", "", errors.New("not a URL: write redis+cluster://[USER:PASSWORD@]HOST:PORT[,HOST:PORT…][?OPTION=VALUE…]")
 	}
-	noteSecret(u)
+	noteSecret(u, true)
 	q := u.Query()
 	for _, a := range addrs[1:] {
 		q.Add("addr", a)
 	}
 	u.Path, u.RawQuery = "", q.Encode()
 	shown := *u
-	if _, ok := shown.User.Password(); ok {
-		shown.User = url.UserPassword(shown.User.Username(), "xxxxx")
-	}
 	shown.Host, shown.RawQuery = strings.Join(addrs, ","), query
-	return u.String(), scheme + "+cluster://" + strings.TrimPrefix(shown.String(), scheme+"://"), nil
+	return u.String(), scheme + "+cluster://" + strings.TrimPrefix(shownURL(&shown), scheme+"://"), nil
 }
 
-// redactURL hides what looks like a password in a string that did not
-// parse as a URL: everything between "://" and the last "@".
+// redactURL hides what may be a password in a string that did not parse
+// as a URL: everything between "://" and the last "@", and the values of
+// its query parameters (see hideQuery).
 func redactURL(v string) string {
 	scheme, rest, ok := strings.Cut(v, "://")
 	if !ok {
-		return v
+		if scheme, rest, ok = strings.Cut(v, ":"); ok && strings.Contains(rest, "@") {
+			return scheme + ":xxxxx"
+		}
+		return hideQueryOf(v)
 	}
 	if i := strings.LastIndex(rest, "@"); i >= 0 {
-		user, _, _ := strings.Cut(rest[:i], ":")
-		return scheme + "://" + user + ":xxxxx" + rest[i:]
+		rest = "xxxxx" + rest[i:]
 	}
-	return v
+	return scheme + "://" + hideQueryOf(rest)
+}
+
+// shownURL is u as messages show it: its whole user info hidden (a user
+// name may be a password: redis://PASSWORD@HOST), and the values of its
+// query parameters that may be secrets (see hideQuery).
+func shownURL(u *url.URL) string {
+	c := *u
+	if c.Opaque != "" { // postgres:USER:PASSWORD@HOST, which is no URL of a host
+		return c.Scheme + ":xxxxx"
+	}
+	if c.User != nil {
+		c.User = url.User("xxxxx")
+	}
+	c.RawQuery = hideQuery(c.RawQuery)
+	c.Fragment, c.RawFragment = "", ""
+	return c.String()
+}
+
+// hideQueryOf hides the values of the query of v, a URL's tail, and drops
+// its fragment.
+func hideQueryOf(v string) string {
+	v, _, _ = strings.Cut(v, "#")
+	head, query, ok := strings.Cut(v, "?")
+	if !ok {
+		return v
+	}
+	return head + "?" + hideQuery(query)
+}
+
+// harmlessParams are the query parameters of go-redis's and pgx's URLs
+// whose values messages show: none of them is a secret. Any other
+// parameter's value (password=, sslpassword=, a misspelt one) is hidden.
+var harmlessParams = map[string]bool{
+	// PostgreSQL (libpq and pgx)
+	"sslmode": true, "connect_timeout": true, "application_name": true, "target_session_attrs": true,
+	"sslrootcert": true, "sslcert": true, "sslnegotiation": true, "sslsni": true, "search_path": true,
+	"pool_max_conns": true, "pool_min_conns": true, "pool_max_conn_lifetime": true, "pool_max_conn_idle_time": true,
+	"pool_health_check_period": true, "statement_cache_capacity": true, "default_query_exec_mode": true,
+	// go-redis
+	"addr": true, "db": true, "protocol": true, "client_name": true, "dial_timeout": true, "read_timeout": true,
+	"write_timeout": true, "pool_fifo": true, "pool_size": true, "pool_timeout": true, "min_idle_conns": true,
+	"max_idle_conns": true, "max_active_conns": true, "conn_max_idle_time": true, "conn_max_lifetime": true,
+	"idle_timeout": true, "max_conn_age": true, "max_retries": true, "min_retry_backoff": true,
+	"max_retry_backoff": true, "skip_verify": true, "max_redirects": true, "read_only": true,
+	"route_by_latency": true, "route_randomly": true,
+}
+
+// hideQuery replaces the value of each parameter of a raw query that is
+// not harmless (harmlessParams) with xxxxx, keeping the names and their
+// order: a message can still name a misspelt option.
+func hideQuery(raw string) string {
+	if raw == "" {
+		return raw
+	}
+	parts := strings.Split(raw, "&")
+	for i, p := range parts {
+		name, _, hasValue := strings.Cut(p, "=")
+		if !hasValue {
+			continue
+		}
+		if n, err := url.QueryUnescape(name); err == nil && harmlessParams[strings.ToLower(n)] {
+			continue
+		}
+		parts[i] = name + "=xxxxx"
+	}
+	return strings.Join(parts, "&")
+}
+
+// libpqString matches a PostgreSQL key=value connection string ("host=H
+// password=P dbname=D"): not a directory, and not taken.
+var libpqString = regexp.MustCompile(`(?i)(^|\s)(host|hostaddr|port|dbname|user|password|passfile|sslmode|sslpassword|service|connect_timeout|application_name|options|target_session_attrs)\s*=`)
+
+// passwordParam matches a password given as a parameter: in a URL's query
+// (postgres://U@H/D?password=P) or a key=value string (password=P or
+// password='P').
+var passwordParam = regexp.MustCompile(`(?i)pass(?:word)?\s*=\s*('(?:[^'\\]|\\.)*'|[^&\s#]+)`)
+
+// noteQuerySecrets records, as secrets, the values of every password
+// parameter in a store value, as given and unescaped.
+func noteQuerySecrets(v string) {
+	for _, m := range passwordParam.FindAllStringSubmatch(v, -1) {
+		p := m[1]
+		if len(p) >= 2 && p[0] == '\'' && p[len(p)-1] == '\'' {
+			p = strings.ReplaceAll(strings.ReplaceAll(p[1:len(p)-1], `\'`, `'`), `\\`, `\`)
+		}
+		addSecret(p)
+		if u, err := url.QueryUnescape(p); err == nil && u != p {
+			addSecret(u)
+		}
+	}
 }
 
 // sealer is the Sealer that DROPBOX_SIGN_SEAL_KEYS and
@@ -225,7 +322,16 @@ func (s *settings) sealer() (*dropboxsign.Sealer, error) {
 			continue
 		}
 		if b, err := hex.DecodeString(id); err != nil || len(b) != 8 {
-			return nil, usagef("%s: ID %d of the list, %q, is not a key ID (16 hexadecimal digits, as 'dropboxsign-token keys' prints them)", envRetiredIDs, i+1, printable(id))
+			// Never quoted: it may be a key itself (the runbook names keys
+			// and their IDs side by side).
+			raw := strings.TrimSpace(strings.Split(retired, ",")[i])
+			addSecret(raw)
+			hint := ""
+			if looksLikeKey(raw) {
+				hint = ": this looks like an encryption key, not a key ID (dropboxsign-token keys prints IDs)"
+			}
+			return nil, usagef("%s: entry %d of the list (%d characters) is not a key ID (16 hexadecimal digits, as 'dropboxsign-token keys' prints them)%s",
+				envRetiredIDs, i+1, len(raw), hint)
 		}
 		ids = append(ids, id)
 	}
@@ -233,6 +339,18 @@ func (s *settings) sealer() (*dropboxsign.Sealer, error) {
 		sealer = sealer.Retired(ids...)
 	}
 	return sealer, nil
+}
+
+// looksLikeKey reports whether v decodes, as base64 or hex, to 32 bytes:
+// an encryption key's size.
+func looksLikeKey(v string) bool {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(v); err == nil && len(b) == 32 {
+			return true
+		}
+	}
+	b, err := hex.DecodeString(v)
+	return err == nil && len(b) == 32
 }
 
 // opened is an open store.
@@ -387,10 +505,21 @@ func addSecret(v string) {
 	}
 }
 
-// noteSecret records u's password, if any, as a secret.
-func noteSecret(u *url.URL) {
+// noteSecret records u's password, if any, as a secret, and the user name
+// too when userIsPassword: Redis's AUTH takes redis://PASSWORD@HOST's
+// user name as written by one who meant a password (there is no user).
+func noteSecret(u *url.URL, userIsPassword bool) {
 	if p, ok := u.User.Password(); ok {
 		addSecret(p)
+	} else if userIsPassword && u.User != nil {
+		addSecret(u.User.Username())
+	}
+	for name, values := range u.Query() {
+		if strings.Contains(strings.ToLower(name), "pass") {
+			for _, v := range values {
+				addSecret(v)
+			}
+		}
 	}
 }
 
