@@ -240,15 +240,14 @@ func runReseal(args []string, stdout, stderr io.Writer) error {
 		"(-after) and exits 1; so it does if a token cannot be opened.\n"+
 		"Before its first write it counts the tokens by key (as keys does) and\n"+
 		"writes nothing (exit 1) if a token is sealed under a key not configured\n"+
-		"here, or if none is sealed under the first key while some are under\n"+
-		"others: nothing shows that the fleet seals with it (-force skips this).", stderr)
+		"here: the keys at hand are not the fleet's (-force skips this). If none\n"+
+		"is sealed under the first key yet, it says so, with the key's ID to check.", stderr)
 	s := newSettings(fs)
 	s.storeFlags()
 	after := fs.String("after", "", "resume: visit only the accounts whose names sort after this `account`\n"+
 		"(an interrupted reseal prints it); a value that starts with a double\n"+
 		"quote is a Go-quoted string, as reseal prints a name that is not plain text")
-	force := fs.Bool("force", false, "re-seal even if the census finds tokens under a key not configured here,\n"+
-		"or none under the first key while some are under others")
+	force := fs.Bool("force", false, "re-seal even if the census finds tokens under a key not configured here")
 	rate := fs.Float64("rate", 50, "at most this many tokens written per second, so that the store serves\n"+
 		"the fleet first")
 	if err := s.parse(args); err != nil {
@@ -288,8 +287,12 @@ func runReseal(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("census of %s, before re-sealing: %w", store.where, err)
 		}
-		if err := fleetEvidence(census, sealer.KeyIDs(), retiredIDs()); err != nil {
+		warning, err := fleetEvidence(census, sealer.KeyIDs(), retiredIDs())
+		if err != nil {
 			return err
+		}
+		if warning != "" {
+			fmt.Fprintln(stderr, warning)
 		}
 	}
 	fromText := ""
@@ -329,14 +332,15 @@ func runReseal(args []string, stdout, stderr io.Writer) error {
 }
 
 // fleetEvidence is reseal's check before its first write, on a census
-// made with the keys at hand (ids, the first seals): nil if the fleet
-// evidently seals with the first key. A token under a key not configured
-// here, and not listed as retired, means the keys at hand are not the
-// fleet's (a replica sealed it with a key this shell lacks); no token under the first key while some
-// are under others means nothing shows that any replica holds it (a
-// mistyped or regenerated key). Either way, re-sealing would write tokens
-// the fleet cannot open.
-func fleetEvidence(c dropboxsign.CensusReport, ids []string, retired map[string]bool) error {
+// made with the keys at hand (ids, the first seals). A token under a key
+// not configured here, and not listed as retired, means the keys at hand
+// are not the fleet's (a replica sealed it with a key this shell lacks,
+// such as the fleet's real first key where this shell's was mistyped or
+// made again): err, and nothing is written, since re-sealing would write
+// tokens the fleet cannot open. No token under the first key while some
+// are under others is what a fleet that just switched to it shows, and
+// also what a mistyped key shows: a warning, with the key's ID to check.
+func fleetEvidence(c dropboxsign.CensusReport, ids []string, retired map[string]bool) (warning string, err error) {
 	configured := map[string]bool{}
 	for _, id := range ids {
 		configured[id] = true
@@ -350,27 +354,23 @@ func fleetEvidence(c dropboxsign.CensusReport, ids []string, retired map[string]
 		}
 	}
 	if n > 0 {
-		return fmt.Errorf("nothing re-sealed: %d %s sealed with a key not configured here (%s): the keys of %s are not the fleet's "+
+		return "", fmt.Errorf("nothing re-sealed: %d %s sealed with a key not configured here (%s): the keys of %s are not the fleet's "+
 			"(is the first, %s, the key the fleet was given, or was it mistyped or made again?); "+
 			"give this command the fleet's keys, the one it seals with first (-force re-seals anyway)",
 			n, plural(n, "token is", "tokens are"), strings.Join(foreign, ", "), envSealKeys, ids[0])
 	}
-	first := c.ByKey[ids[0]]
 	others := 0
-	var under []string
 	for _, id := range c.KeyCounts() {
-		if id != ids[0] && c.ByKey[id] > 0 {
+		if id != ids[0] {
 			others += c.ByKey[id]
-			under = append(under, fmt.Sprintf("%d under key %s", c.ByKey[id], id))
 		}
 	}
-	if first == 0 && others > 0 {
-		return fmt.Errorf("nothing re-sealed: no token is sealed with key %s, the first of %s, and %d %s under others (%s): nothing shows that the fleet seals with it "+
-			"(were it mistyped or made again, every token re-sealed would be unreadable to the fleet); run reseal once 'dropboxsign-token keys' "+
-			"counts a token under %s (a replica that seals with it refreshed one), or pass -force if you are sure of the key",
-			ids[0], envSealKeys, others, plural(others, "is", "are"), strings.Join(under, ", "), ids[0])
+	if c.ByKey[ids[0]] == 0 && others > 0 {
+		return fmt.Sprintf("Note: no token is sealed with key %s yet, the first of %s: check that it is the ID of the key the replicas seal with "+
+			"(a token a replica refreshed since shows under it in 'dropboxsign-token keys'); were it mistyped, the replicas could not open what this re-seals.",
+			ids[0], envSealKeys), nil
 	}
-	return nil
+	return "", nil
 }
 
 // resumeWord is how reseal prints an account to resume after (-after):
