@@ -276,8 +276,8 @@ func TestInspect(t *testing.T) {
 		{"current", rotated, underNew, false, newID, true, opens},
 		{"old key", rotated, underOld, false, oldID, false, opens},
 		{"missing key", rotated, underThird, false, thirdID, false, isMissing},
-		{"tampered", rotated, tampered, false, newID, true, fails},
-		{"other account", rotated, otherAccount, false, newID, true, fails},
+		{"tampered", rotated, tampered, false, newID, false, fails}, // not Current: it does not open
+		{"other account", rotated, otherAccount, false, newID, false, fails},
 		{"not a token", rotated, notAToken, true, "", false, fails},
 		{"truncated", rotated, truncated, false, "", false, fails},
 		{"plain, strict", rotated.RefusePlaintext(), plain, true, "", false, func(err error) bool { return errors.Is(err, dropboxsign.ErrPlaintextToken) }},
