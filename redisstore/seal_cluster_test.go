@@ -35,7 +35,7 @@ func TestClusterSeals(t *testing.T) {
 	t.Run("EveryKeyOnce", func(t *testing.T) {
 		ctx := ctxFor(t)
 		env := redisSealEnv(client)
-		s := env.open(t, mustSealer(t, sealKey(1)))
+		s := env.Open(t, mustSealer(t, sealKey(1)))
 		var want []string
 		for i := range 300 {
 			k := fmt.Sprintf("acct-%d", i)
@@ -72,7 +72,7 @@ func TestClusterSeals(t *testing.T) {
 			}
 			restore()
 		}
-		r, err := dropboxsign.Census(ctx, env.open(t, mustSealer(t, sealKey(2), sealKey(1))))
+		r, err := dropboxsign.Census(ctx, env.Open(t, mustSealer(t, sealKey(2), sealKey(1))))
 		if err != nil || r.Tokens != len(want) || r.ByKey[dropboxsign.KeyID(sealKey(1))] != len(want) {
 			t.Errorf("census: %+v, %v", r, err)
 		}
