@@ -241,7 +241,7 @@ func (c *Connect) Callback() http.Handler {
 			c.refuse(w, r, http.StatusBadRequest, "no connect flow is under way in this browser: start again")
 			return
 		}
-		// Every cookie of the name, not the first: one set for a parent
+		// Every cookie of the name (up to 8), not the first: one set for a parent
 		// domain or a longer path (by a sibling subdomain, or left over)
 		// must not shadow this flow's.
 		var st connectState

@@ -59,7 +59,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // failed on its side (gcerrors Unknown, Internal, ResourceExhausted,
 // DeadlineExceeded, Canceled: try again, with backoff, or let the
 // process restart); Misconfigured for a KMS that refused (NotFound,
-// InvalidArgument, PermissionDenied, FailedPrecondition, Unimplemented:
+// AlreadyExists, InvalidArgument, PermissionDenied, FailedPrecondition, Unimplemented:
 // a wrong key URL, a wrapped key made under another KEK or damaged, a
 // missing permission, a disabled key) and for bad input found here.
 //
