@@ -251,7 +251,11 @@ func TestConnectForgedState(t *testing.T) {
 	ca.refused(u.String(), "a forged state")
 	// An attacker's own callback (their code and state) in alice's browser,
 	// without a cookie: refused.
-	ca.setStateCookie("")
+	u, _ = url.Parse(ca.app.URL + "/callback")
+	ca.jar.SetCookies(u, []*http.Cookie{{Name: dropboxsign.ConnectCookieName, Path: "/callback", MaxAge: -1}}) // deleted
+	if ca.stateCookie() != nil {
+		t.Fatal("the state cookie is still in the jar")
+	}
 	ca.refused(cb, "no cookie")
 }
 
